@@ -1,0 +1,151 @@
+"""The data that flows between the layers: one `Turn` per model or bot move, `Episode` per game,
+and the columnar `TurnBatch` the estimators and trainers consume (DESIGN.md "Contracts")."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+
+
+@dataclass
+class Turn:
+    """One move of one seat. Token fields hold exactly what was sampled (never re-tokenized text)."""
+
+    episode_id: int
+    group_id: int
+    env: str
+    agent: str
+    policy: str
+    seat: int
+    turn: int  # n-th turn of this seat in the episode, from 0
+    step: int  # move index in the whole episode
+    prompt_ids: list[int] = field(default_factory=list)
+    response_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # behaviour policy, one per response token
+    temperature: float = 1.0
+    reward: float = 0.0
+    valid: bool = True
+    text: str = ""
+    # Constrained decoding: for each response token, the token ids that were allowed there
+    # (None where decoding was free). Training renormalizes over the same sets.
+    allowed_ids: list[list[int]] | None = None
+    truncated: bool = False  # cut off at max_new_tokens without end-of-sequence
+
+
+@dataclass
+class Episode:
+    episode_id: int
+    group_id: int
+    env: str
+    seed: int
+    turns: list[Turn]
+    returns: list[float]  # shaped return per seat (sum of that seat's turn rewards and late rewards)
+    outcomes: list[str]  # per seat: "win" | "draw" | "loss" | "invalid"
+    seat_players: list[str]  # who played each seat: an agent name or a bot spec
+    game_returns: list[float] = field(default_factory=list)  # the game's own payoffs (chips, +-1)
+
+
+_INT_COLUMNS = ("episode_id", "group_id", "seat", "turn", "step")
+_STR_COLUMNS = ("env", "agent", "policy")
+
+
+class TurnBatch:
+    """Columnar view of turns: one row per turn. Integer columns are int64 tensors, `reward` float32,
+    string columns lists; token columns (`prompt_ids`, ...) are lists of lists, absent for tables
+    built with `from_columns`."""
+
+    def __init__(self, columns: dict[str, Any], turns: list[Turn] | None = None):
+        self._columns = columns
+        self.turns = turns  # the source records, when the batch came from real turns
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"TurnBatch columns have different lengths: {sorted(lengths)}")
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_columns(
+        cls,
+        *,
+        episode_id: Sequence[int],
+        group_id: Sequence[int],
+        env: Sequence[str] | str,
+        agent: Sequence[str] | str,
+        seat: Sequence[int],
+        turn: Sequence[int],
+        reward: Sequence[float],
+        policy: Sequence[str] | str | None = None,
+        step: Sequence[int] | None = None,
+        valid: Sequence[bool] | None = None,
+    ) -> "TurnBatch":
+        """A batch from plain lists with no token data, for estimator tests and comparisons.
+        A string for `env`, `agent` or `policy` applies to every row; `step` defaults to `turn`."""
+        n = len(episode_id)
+
+        def spread(value, default):
+            value = default if value is None else value
+            return [value] * n if isinstance(value, str) else list(value)
+
+        cols: dict[str, Any] = {
+            "episode_id": torch.as_tensor(list(episode_id), dtype=torch.long),
+            "group_id": torch.as_tensor(list(group_id), dtype=torch.long),
+            "seat": torch.as_tensor(list(seat), dtype=torch.long),
+            "turn": torch.as_tensor(list(turn), dtype=torch.long),
+            "step": torch.as_tensor(list(turn if step is None else step), dtype=torch.long),
+            "reward": torch.as_tensor(list(reward), dtype=torch.float32),
+            "env": spread(env, "env"),
+            "agent": spread(agent, "agent"),
+            "policy": spread(policy, spread(agent, "agent")),
+            "valid": torch.as_tensor([True] * n if valid is None else list(valid), dtype=torch.bool),
+        }
+        return cls(cols)
+
+    @classmethod
+    def from_turns(cls, turns: Iterable[Turn]) -> "TurnBatch":
+        turns = list(turns)
+        cols: dict[str, Any] = {
+            name: torch.as_tensor([getattr(t, name) for t in turns], dtype=torch.long)
+            for name in _INT_COLUMNS
+        }
+        cols["reward"] = torch.as_tensor([t.reward for t in turns], dtype=torch.float32)
+        cols["valid"] = torch.as_tensor([t.valid for t in turns], dtype=torch.bool)
+        for name in _STR_COLUMNS:
+            cols[name] = [getattr(t, name) for t in turns]
+        return cls(cols, turns)
+
+    # --- access -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._columns["episode_id"])
+
+    def __getattr__(self, name: str):
+        columns = self.__dict__.get("_columns", {})
+        if name in columns:
+            return columns[name]
+        turns = self.__dict__.get("turns")
+        if turns is not None and name in Turn.__dataclass_fields__:
+            return [getattr(t, name) for t in turns]
+        raise AttributeError(f"TurnBatch has no column {name!r}")
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._columns)
+
+    def select(self, index: Sequence[int] | torch.Tensor) -> "TurnBatch":
+        """Rows at `index`, in that order."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        picked = idx.tolist()
+        cols = {
+            k: (v[idx] if isinstance(v, torch.Tensor) else [v[i] for i in picked])
+            for k, v in self._columns.items()
+        }
+        turns = None if self.turns is None else [self.turns[i] for i in picked]
+        return TurnBatch(cols, turns)
+
+    def rows_where(self, column: str, value) -> list[int]:
+        data = self._columns[column]
+        values = data.tolist() if isinstance(data, torch.Tensor) else data
+        return [i for i, v in enumerate(values) if v == value]
+
+    def trajectory_keys(self) -> list[tuple[int, int]]:
+        """(episode, seat) per row: the identity of a trajectory (ALGORITHMS.md "Identities")."""
+        return list(zip(self.episode_id.tolist(), self.seat.tolist()))
