@@ -1,0 +1,61 @@
+"""Environments: everything that hands out turns to seats.
+
+`make(spec)` builds a registered env from an id string ("tic_tac_toe") or a mapping such as
+{"name": "openspiel", "game": "kuhn_poker", "id": "kuhn_poker", "rewards": "mars"}: "name" picks the
+factory, every other key is passed to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mas.games.base import (
+    Env,
+    EnvState,
+    RewardConfig,
+    StepResult,
+    available_envs,
+    extract_answer,
+    get_env_factory,
+    parse_action,
+    register_env,
+)
+from mas.games import openspiel as _openspiel  # noqa: F401  (registers openspiel, tic_tac_toe, kuhn_poker)
+
+__all__ = [
+    "Env",
+    "EnvState",
+    "RewardConfig",
+    "StepResult",
+    "available_envs",
+    "extract_answer",
+    "make",
+    "parse_action",
+    "register_env",
+]
+
+
+def make(spec: Any) -> Env:
+    """An `Env` from a registered id string or a mapping with "name" (OmegaConf configs too)."""
+    if hasattr(spec, "_metadata"):  # an OmegaConf node: plain containers from here on
+        from omegaconf import OmegaConf
+
+        spec = OmegaConf.to_container(spec, resolve=True)
+    if isinstance(spec, str):
+        name, options = spec, {}
+    elif isinstance(spec, Mapping):
+        options = {k: v for k, v in spec.items() if v is not None}  # None: the factory's default
+        name = options.pop("name", None)
+        if name is None:
+            raise ValueError(f"env spec needs a 'name' (one of: {', '.join(available_envs())}); got {spec!r}")
+    else:
+        raise ValueError(f"env spec must be a name or a mapping, got {type(spec).__name__}")
+    factory = get_env_factory(str(name))
+    try:
+        return factory(**options)
+    except TypeError as e:
+        msg = str(e)
+        if "unexpected keyword argument" in msg or "missing" in msg and "required" in msg:
+            raise ValueError(f"env '{name}': {msg.split(') ', 1)[-1]}") from None
+        raise

@@ -1,0 +1,42 @@
+"""The generation backend protocol (DESIGN.md "Contracts") and the records it exchanges."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 32
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    # Constrained decoding: the complete token sequences the answer may be (each ending with
+    # end-of-sequence); the backend samples from the policy renormalized over their prefix tree.
+    candidates: list[list[int]] | None = None
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finished: bool  # ended with end-of-sequence (False: cut off at max_new_tokens)
+    allowed_ids: list[list[int]] | None = None  # per token, the ids allowed there (constrained only)
+
+
+class Backend(Protocol):
+    def generate(
+        self, requests: list[GenerationRequest], sampling: SamplingParams, seed: int
+    ) -> list[Generation]: ...
+
+    def set_weights(self, weights: dict[str, Any] | str) -> None: ...
+
+    def offload(self) -> None: ...
+
+    def onload(self) -> None: ...

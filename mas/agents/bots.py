@@ -1,0 +1,109 @@
+"""Non-LLM players: uniform random and OpenSpiel MCTS.
+
+A bot answers with the exact legal action string, drawing all its randomness from the
+`numpy.random.Generator` the caller passes, so evaluation is reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from mas.games.base import Env, EnvState
+
+__all__ = ["Bot", "RandomBot", "MCTSBot", "make", "check_spec", "ALLOWED_SPECS"]
+
+ALLOWED_SPECS = "random, mcts:N (N simulations, e.g. mcts:100)"
+
+
+@runtime_checkable
+class Bot(Protocol):
+    name: str
+
+    def act(self, state: EnvState, seat: int, rng: np.random.Generator) -> str:
+        """A legal action string for `seat`, which is to act in `state`."""
+        ...
+
+
+class RandomBot:
+    """Uniform over the legal actions."""
+
+    def __init__(self, name: str = "random"):
+        self.name = name
+
+    def act(self, state: EnvState, seat: int, rng: np.random.Generator) -> str:
+        legal = state.legal_actions(seat)
+        if not legal:
+            raise ValueError(f"bot '{self.name}' needs a game with a list of legal actions")
+        return legal[int(rng.integers(len(legal)))]
+
+
+class MCTSBot:
+    """OpenSpiel's MCTSBot: UCT with uct_c = 2, a random-rollout evaluator (10 rollouts), N
+    simulations. Each move reseeds the search from the caller's rng.
+
+    In imperfect-information games (Kuhn, Leduc) the bot must not see hidden cards: it searches
+    from one determinization, the state resampled from the seat's information state
+    (`State.resample_from_infostate`), drawn from the same rng.
+    """
+
+    def __init__(self, name: str, env: Env, simulations: int):
+        from open_spiel.python.algorithms import mcts  # heavy-ish import, only when used
+        import pyspiel
+
+        game = getattr(env, "game", None)
+        if game is None:
+            raise ValueError(f"bot '{name}' needs an OpenSpiel env; env '{env.id}' has no pyspiel game")
+        gtype = game.get_type()
+        if gtype.dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL:
+            raise ValueError(f"bot '{name}' needs a sequential game; '{env.id}' is not")
+        if gtype.reward_model != pyspiel.GameType.RewardModel.TERMINAL:
+            raise ValueError(f"bot '{name}' needs a game with terminal rewards; '{env.id}' is not")
+        self.name = name
+        self.simulations = simulations
+        self._imperfect = gtype.information != pyspiel.GameType.Information.PERFECT_INFORMATION
+        self._evaluator = mcts.RandomRolloutEvaluator(n_rollouts=10, random_state=np.random.RandomState(0))
+        self._bot = mcts.MCTSBot(
+            game,
+            uct_c=2,
+            max_simulations=simulations,
+            evaluator=self._evaluator,
+            random_state=np.random.RandomState(0),
+        )
+
+    def act(self, state: EnvState, seat: int, rng: np.random.Generator) -> str:
+        rs = np.random.RandomState(int(rng.integers(2**32)))
+        # OpenSpiel keeps both random states private; reseed them so a move depends on rng only.
+        self._bot._random_state = rs
+        self._evaluator._random_state = rs
+        native = state.native()
+        if self._imperfect:
+            native = native.resample_from_infostate(seat, rs.random_sample)
+        action = self._bot.step(native)
+        return state.action_text(int(action), seat)
+
+
+def check_spec(spec: str) -> None:
+    """Raise ValueError (one line) unless `spec` names a bot `make` can build."""
+    _parse(spec)
+
+
+def _parse(spec: str) -> tuple[str, int]:
+    spec = str(spec).strip()
+    if spec == "random":
+        return "random", 0
+    m = re.fullmatch(r"mcts:(\d+)", spec)
+    if m and int(m.group(1)) > 0:
+        return "mcts", int(m.group(1))
+    raise ValueError(f"unknown bot '{spec}'; allowed: {ALLOWED_SPECS}")
+
+
+def make(spec: str, env: Env) -> Bot:
+    """A bot by spec: "random" or "mcts:N"."""
+    kind, n = _parse(spec)
+    spec = str(spec).strip()
+    if kind == "random":
+        return RandomBot(spec)
+    return MCTSBot(spec, env, n)

@@ -1,0 +1,84 @@
+"""`mas train | eval | models`: the command line. User mistakes print one line and exit with 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _fail(message: str) -> None:
+    print(f"mas: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def cmd_train(args) -> int:
+    from mas.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from mas.run import TrainingRun
+
+        run = TrainingRun(cfg, progress=not args.no_progress)
+        summary = run.run()
+    except ConfigError as err:
+        _fail(str(err))
+    print(f"run folder: {summary['run_dir']}  (training {summary['train_seconds']:.0f} s, "
+          f"total {summary['total_seconds']:.0f} s)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from mas.evaluation.cli import run_eval
+
+    try:
+        return run_eval(args)
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+
+
+def cmd_models(args) -> int:
+    from mas.agents.models import TINY_MODELS, build_tiny
+
+    for name, spec in TINY_MODELS.items():
+        line = f"{name:<10} hidden {spec.hidden_size:<4} layers {spec.num_layers:<2} heads {spec.num_heads}"
+        if args.build:
+            line += f"  -> {build_tiny(name)}"
+        print(line)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mas", description="Train LLM agents by self-play and multi-agent RL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train from a YAML config: mas train CONFIG [key=value ...]")
+    train.add_argument("config", help="YAML config file (see configs/ and docs/config.md)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.iterations=5 resume=runs/x")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint against fixed opponents")
+    ev.add_argument("--policy", required=True, help="a checkpoint folder (Hugging Face model) or built-in model name")
+    ev.add_argument("--env", default="tic_tac_toe", help="a registered env id")
+    ev.add_argument("--opponents", default="random", help="comma-separated bots, e.g. random,mcts:100")
+    ev.add_argument("--games", type=int, default=100, help="games per opponent, split evenly across seats")
+    ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
+    ev.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
+                    help="restrict answers to legal actions (default: as the checkpoint's run config says, else off)")
+    ev.add_argument("--max-new-tokens", type=int, default=None)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ev.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
+    ev.set_defaults(func=cmd_eval)
+
+    models = sub.add_parser("models", help="list built-in models")
+    models.add_argument("--build", action="store_true", help="build them into the cache now")
+    models.set_defaults(func=cmd_models)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

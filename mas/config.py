@@ -1,0 +1,337 @@
+"""YAML -> validated, typed config (OmegaConf structured configs).
+
+Every user mistake becomes a `ConfigError` with one line naming the file, the key and what is allowed;
+the CLI prints it and exits with status 2. docs/config.md documents every key."""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A mistake in a config file or override, described in one line."""
+
+
+@dataclass
+class RunSection:
+    name: str = "run"
+    dir: Optional[str] = None  # default: runs/<name> under the working directory
+    seed: int = 0
+    save_every: int = 5  # iterations between committed checkpoints (the last one is always saved)
+    keep_last: int = 0  # committed steps to keep; 0 keeps all
+
+
+@dataclass
+class RaySection:
+    enabled: bool = True  # false: every worker runs in-process (no Ray needed)
+    address: Optional[str] = None  # join an existing cluster; null starts a local one on 127.0.0.1
+    dashboard: bool = False
+    num_cpus: Optional[int] = None  # CPUs the local instance declares (default: the machine's)
+    num_gpus: Optional[float] = None  # GPUs the local instance declares (may exceed real ones in tests)
+
+
+@dataclass
+class ResourcesSection:
+    num_cpus: float = 1.0  # CPU share of the worker's Ray bundle
+    num_gpus: float = 0.0
+    threads: int = 1  # torch threads inside the worker
+
+
+@dataclass
+class OptimizerSection:
+    lr: float = 1e-3
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+
+
+@dataclass
+class PolicySection:
+    model: str = "tiny-xs"  # a built-in name (`mas models`), a Hugging Face folder, or a hub id
+    backend: str = "hf"
+    seed: int = 0  # initialisation seed of built-in tiny models
+    dtype: str = "float32"
+    device: str = "cpu"
+    trainable: bool = True
+    max_batch_size: int = 256  # prompts per forward pass in generation
+    optimizer: OptimizerSection = field(default_factory=OptimizerSection)
+    resources: ResourcesSection = field(default_factory=ResourcesSection)
+
+
+@dataclass
+class SamplingSection:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 32
+    constrained: bool = False  # answers restricted to `<answer>LEGAL_ACTION</answer>`
+
+
+@dataclass
+class AgentSection:
+    name: str = MISSING
+    policy: str = MISSING
+    role_prompt: str = ""
+    sampling: SamplingSection = field(default_factory=SamplingSection)
+
+
+@dataclass
+class EnvSection:
+    name: str = "tic_tac_toe"  # a registered env (`mas.games.available_envs()`)
+    game: Optional[str] = None  # for name=openspiel: the pyspiel game string
+    id: Optional[str] = None  # env id written on turns; default: the name (or the game)
+    rewards: str = "mars"  # mars | raw
+    format_reward: float = 0.05
+    invalid_penalty: float = 10.0
+    draw_reward: float = 0.1
+    max_turns: int = 50
+    seats: Optional[List[str]] = None  # agent per seat; default: one agent plays every seat
+
+
+@dataclass
+class RolloutSection:
+    episodes: int = 64  # episodes per iteration
+    group_size: int = 1  # episodes per group sharing a seed (same deal)
+    opponents: Dict[str, float] = field(default_factory=dict)  # bot spec -> share of episodes
+
+
+@dataclass
+class LossSection:
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: Optional[float] = None
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    agg: str = "token-mean"
+
+
+@dataclass
+class TrainingSection:
+    iterations: int = 20
+    estimator: str = "mars"
+    estimator_args: Dict[str, Any] = field(default_factory=dict)
+    loss: LossSection = field(default_factory=LossSection)
+    ppo_epochs: int = 1
+    mini_batches: int = 1  # optimizer steps per epoch
+    micro_batch_tokens: int = 16384
+
+
+@dataclass
+class EvalSection:
+    every: int = 5  # iterations between evaluations; 0 = never during training
+    games: int = 100  # per opponent, split evenly across seats
+    opponents: List[str] = field(default_factory=lambda: ["random"])
+    temperature: float = 0.0  # 0 = greedy
+    final_games: int = 0  # after training: a larger evaluation of the final checkpoint (0 = off)
+    final_opponents: List[str] = field(default_factory=list)
+    compare_initial: bool = False  # also evaluate the untrained model and the random bot
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    ray: RaySection = field(default_factory=RaySection)
+    env: EnvSection = field(default_factory=EnvSection)
+    policies: Dict[str, PolicySection] = field(default_factory=dict)
+    agents: List[AgentSection] = field(default_factory=list)
+    rollout: RolloutSection = field(default_factory=RolloutSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    resume: Optional[str] = None  # a run folder to continue from its newest committed step
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def _allowed_keys(node_type, path: list[str]) -> list[str]:
+    t = node_type
+    for part in path:
+        if not is_dataclass(t):
+            return []
+        hints = {f.name: f.type for f in fields(t)}
+        sub = {
+            "run": RunSection, "ray": RaySection, "env": EnvSection, "rollout": RolloutSection,
+            "training": TrainingSection, "eval": EvalSection, "loss": LossSection,
+            "optimizer": OptimizerSection, "resources": ResourcesSection, "sampling": SamplingSection,
+        }
+        if part in ("policies",):
+            t = PolicySection
+            continue
+        if part == "agents":
+            t = AgentSection
+            continue
+        if part.isdigit() or part not in hints:
+            continue
+        t = sub.get(part, None)
+    return [f.name for f in fields(t)] if t is not None and is_dataclass(t) else []
+
+
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or ""
+    msg = str(err).splitlines()[0]
+    if "Key '" in msg and ("not in struct" in msg or "ConfigKeyError" in type(err).__name__ or "Missing key" in msg):
+        name = re.search(r"Key '([^']+)'", msg).group(1)
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        path = [p for p in re.split(r"[.\[\]]", parent) if p]
+        if parent and not key.endswith(name):
+            path = [p for p in re.split(r"[.\[\]]", key) if p]
+        allowed = _allowed_keys(Config, path)
+        hint = difflib.get_close_matches(name, allowed, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        where = key or name
+        return ConfigError(f"{source}: unknown key '{where}'{suggestion}; allowed: {', '.join(allowed)}")
+    value = getattr(err, "msg", msg)
+    if "Value '" in msg and "could not be converted" in msg or "Invalid type" in msg or "is not a valid" in msg:
+        return ConfigError(f"{source}: {key}: {msg}")
+    if "Missing mandatory value" in msg:
+        return ConfigError(f"{source}: {key}: a value is required here")
+    return ConfigError(f"{source}: {key + ': ' if key else ''}{value}")
+
+
+def _normalize_shorthands(raw: dict) -> dict:
+    # `ray: false` / `ray: true` are accepted as shorthands for `ray: {enabled: ...}`.
+    if isinstance(raw.get("ray"), bool):
+        raw["ray"] = {"enabled": raw["ray"]}
+    return raw
+
+
+def load_config(path: str | None, overrides: list[str] | None = None) -> Config:
+    """Load, merge overrides (`a.b=c`), type-check and validate; raises ConfigError."""
+    schema = OmegaConf.structured(Config)
+    layers = []
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file '{path}' not found")
+        try:
+            raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        except Exception as err:  # yaml syntax errors come from several libraries
+            raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        layers.append((path, OmegaConf.create(_normalize_shorthands(raw))))
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"command line: override '{bad[0]}' must look like key=value")
+        try:
+            dot = OmegaConf.from_dotlist(list(overrides))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"command line: {str(err).splitlines()[0]}") from None
+        layers.append(("command line", OmegaConf.create(_normalize_shorthands(OmegaConf.to_container(dot)))))
+    merged = schema
+    for source, layer in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as err:
+            raise _explain(err, source) from None
+    source = path or "config"
+    try:
+        cfg: Config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise _explain(err, source) from None
+    validate(cfg, source)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+# --- validation beyond types ------------------------------------------------------------------
+
+def _choice(source: str, key: str, value: Any, allowed: list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{source}: {key}: unknown name '{value}'; allowed: {', '.join(allowed)}")
+
+
+def _positive(source: str, key: str, value, zero_ok: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{source}: {key}: must be {bound}, got {value}")
+
+
+def validate(cfg: Config, source: str = "config") -> None:
+    """Checks that need more than types: registered names, references, ranges, files."""
+    from mas.agents import bots
+    from mas.agents.models import is_builtin, available_models
+    from mas.games import available_envs
+    from mas.training.advantages import available_estimators
+
+    _choice(source, "env.name", cfg.env.name, available_envs())
+    _choice(source, "env.rewards", cfg.env.rewards, ["mars", "raw"])
+    _choice(source, "training.estimator", cfg.training.estimator, available_estimators())
+    _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
+    _choice(source, "training.loss.agg", cfg.training.loss.agg,
+            ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+    if not cfg.policies:
+        raise ConfigError(f"{source}: policies: at least one policy is required")
+    if not cfg.agents:
+        raise ConfigError(f"{source}: agents: at least one agent is required")
+    for name, pol in cfg.policies.items():
+        key = f"policies.{name}"
+        _choice(source, f"{key}.backend", pol.backend, ["hf"])
+        _choice(source, f"{key}.dtype", pol.dtype, ["float32", "bfloat16", "float16"])
+        if not is_builtin(pol.model):
+            if pol.model.startswith("tiny-"):
+                _choice(source, f"{key}.model", pol.model, available_models())
+            looks_like_hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", pol.model) and not pol.model.startswith(".")
+            if not os.path.isdir(os.path.expanduser(pol.model)) and not looks_like_hub_id:
+                raise ConfigError(
+                    f"{source}: {key}.model: '{pol.model}' is neither a built-in model "
+                    f"({', '.join(available_models())}) nor an existing folder"
+                )
+        _positive(source, f"{key}.optimizer.lr", pol.optimizer.lr)
+        _positive(source, f"{key}.resources.threads", pol.resources.threads)
+        _positive(source, f"{key}.resources.num_cpus", pol.resources.num_cpus, zero_ok=True)
+    seen = set()
+    for i, agent in enumerate(cfg.agents):
+        key = f"agents[{i}]"
+        if agent.name in seen:
+            raise ConfigError(f"{source}: {key}.name: duplicate agent name '{agent.name}'")
+        seen.add(agent.name)
+        _choice(source, f"{key}.policy", agent.policy, sorted(cfg.policies))
+        _positive(source, f"{key}.sampling.temperature", agent.sampling.temperature, zero_ok=True)
+        _positive(source, f"{key}.sampling.max_new_tokens", agent.sampling.max_new_tokens)
+        if not 0 < agent.sampling.top_p <= 1:
+            raise ConfigError(f"{source}: {key}.sampling.top_p: must be in (0, 1], got {agent.sampling.top_p}")
+    if cfg.env.seats is not None:
+        for j, name in enumerate(cfg.env.seats):
+            _choice(source, f"env.seats[{j}]", name, sorted(seen))
+    for spec, share in cfg.rollout.opponents.items():
+        try:
+            bots.check_spec(spec)
+        except ValueError as err:
+            raise ConfigError(f"{source}: rollout.opponents: {err}") from None
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{source}: rollout.opponents.{spec}: a share in [0, 1], got {share}")
+    if sum(cfg.rollout.opponents.values()) > 1:
+        raise ConfigError(f"{source}: rollout.opponents: shares add up to more than 1")
+    for key, specs in (("eval.opponents", cfg.eval.opponents), ("eval.final_opponents", cfg.eval.final_opponents)):
+        for spec in specs:
+            try:
+                bots.check_spec(spec)
+            except ValueError as err:
+                raise ConfigError(f"{source}: {key}: {err}") from None
+    _positive(source, "rollout.episodes", cfg.rollout.episodes)
+    _positive(source, "rollout.group_size", cfg.rollout.group_size)
+    if cfg.rollout.episodes % cfg.rollout.group_size:
+        raise ConfigError(f"{source}: rollout.episodes must be a multiple of rollout.group_size")
+    _positive(source, "training.iterations", cfg.training.iterations)
+    _positive(source, "training.ppo_epochs", cfg.training.ppo_epochs)
+    _positive(source, "training.mini_batches", cfg.training.mini_batches)
+    _positive(source, "run.save_every", cfg.run.save_every)
+    _positive(source, "eval.every", cfg.eval.every, zero_ok=True)
+    if cfg.resume is not None and not os.path.isdir(cfg.resume):
+        raise ConfigError(f"{source}: resume: run folder '{cfg.resume}' not found")
+    try:
+        from mas.training.advantages import make_estimator
+
+        make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
+    except ValueError as err:
+        raise ConfigError(f"{source}: training.estimator_args: {str(err).splitlines()[0]}") from None

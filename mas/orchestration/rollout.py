@@ -1,0 +1,200 @@
+"""Plays many episodes at once in lockstep rounds. In each round every episode that waits on a seat
+played by an LLM agent contributes one request, and each policy receives all of its requests in one
+batched `generate` call (split by sampling settings). Bots answer in-process. Seeds derive from the
+caller's seeds, so a rollout is reproducible (DESIGN.md "Determinism")."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from mas.agents.agent import Agent
+from mas.agents.backends.base import GenerationRequest
+from mas.agents.chat import PromptTokenizer
+from mas.orchestration.handles import gather
+from mas.records import Episode, Turn
+
+Player = Union[Agent, Any]  # an Agent, or a bot with `name` and `act(state, seat, rng) -> str`
+
+
+@dataclass
+class EpisodeSpec:
+    episode_id: int
+    group_id: int
+    seed: int
+    players: list[Player]  # one per seat
+
+
+@dataclass
+class RolloutStats:
+    episodes: int = 0
+    turns: int = 0
+    generated_tokens: int = 0
+    generate_calls: int = 0
+    rounds: int = 0
+    seconds: float = 0.0
+    invalid_turns: int = 0
+    per_policy_tokens: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _SeatContext:
+    messages: list[dict] = field(default_factory=list)
+    prompt_ids: list[int] = field(default_factory=list)
+    last_turn: Turn | None = None
+    turns: int = 0
+
+
+@dataclass
+class _Live:
+    spec: EpisodeSpec
+    state: Any
+    rng: np.random.Generator
+    seats: dict[int, _SeatContext]
+    turns: list[Turn]
+    steps: int = 0
+
+
+def _stable_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+class RolloutEngine:
+    def __init__(self, env, handles: dict[str, Any], tokenizers: dict[str, Any]):
+        self.env = env
+        self.handles = handles
+        self.prompts = {name: PromptTokenizer(tok) for name, tok in tokenizers.items()}
+
+    def play(self, specs: list[EpisodeSpec], seed: int) -> tuple[list[Episode], RolloutStats]:
+        start = time.perf_counter()
+        stats = RolloutStats()
+        live = [
+            _Live(s, self.env.reset(s.seed), np.random.default_rng(_stable_seed(s.seed, 7)), defaultdict(_SeatContext), [])
+            for s in specs
+        ]
+        round_index = 0
+        while True:
+            pending: dict[tuple[str, Any], list[tuple[_Live, int, Agent, GenerationRequest]]] = defaultdict(list)
+            for ep in live:
+                self._advance_bots(ep)
+                if ep.state.is_terminal():
+                    continue
+                for seat in ep.state.current_seats():
+                    agent = ep.spec.players[seat]
+                    request = self._request(ep, seat, agent)
+                    pending[(agent.policy, agent.sampling)].append((ep, seat, agent, request))
+            if not pending:
+                break
+            keys = list(pending)
+            futures = [
+                self.handles[policy].submit(
+                    "generate",
+                    [item[3] for item in pending[(policy, sampling)]],
+                    sampling,
+                    _stable_seed(seed, round_index, i),
+                )
+                for i, (policy, sampling) in enumerate(keys)
+            ]
+            stats.generate_calls += len(futures)
+            for key, generations in zip(keys, gather(futures)):
+                for (ep, seat, agent, request), gen in zip(pending[key], generations):
+                    self._record(ep, seat, agent, request, gen, stats)
+            round_index += 1
+        stats.rounds = round_index
+        episodes = [self._finish(ep) for ep in live]
+        stats.episodes = len(episodes)
+        stats.seconds = time.perf_counter() - start
+        return episodes, stats
+
+    # --- per move -----------------------------------------------------------------------------
+    def _advance_bots(self, ep: _Live) -> None:
+        """Let bots move until an agent must act or the game ends."""
+        while not ep.state.is_terminal():
+            seats = ep.state.current_seats()
+            bot_seats = [s for s in seats if not isinstance(ep.spec.players[s], Agent)]
+            if not bot_seats:
+                return
+            for seat in bot_seats:
+                text = ep.spec.players[seat].act(ep.state, seat, ep.rng)
+                self._apply(ep, seat, lambda: ep.state.apply(seat, text))
+                if ep.state.is_terminal():
+                    return
+            if len(bot_seats) < len(seats):
+                return
+
+    def _request(self, ep: _Live, seat: int, agent: Agent) -> GenerationRequest:
+        prompts = self.prompts[agent.policy]
+        ctx = ep.seats[seat]
+        messages = agent.with_role(ep.state.messages(seat))
+        if ctx.last_turn is None:
+            ids = prompts.first(messages)
+        else:
+            ids = prompts.extend(ctx.messages, ctx.prompt_ids, ctx.last_turn.response_ids, messages)
+        ctx.messages, ctx.prompt_ids = messages, ids
+        candidates = None
+        if agent.constrained:
+            legal = ep.state.legal_actions(seat)
+            if legal:
+                candidates = prompts.answer_candidates([agent.answer_format.format(action=a) for a in legal])
+        return GenerationRequest(prompt_ids=ids, candidates=candidates)
+
+    def _record(self, ep: _Live, seat: int, agent: Agent, request, gen, stats: RolloutStats) -> None:
+        ctx = ep.seats[seat]
+        turn = Turn(
+            episode_id=ep.spec.episode_id,
+            group_id=ep.spec.group_id,
+            env=self.env.id,
+            agent=agent.name,
+            policy=agent.policy,
+            seat=seat,
+            turn=ctx.turns,
+            step=ep.steps,
+            prompt_ids=request.prompt_ids,
+            response_ids=gen.token_ids,
+            logprobs=gen.logprobs,
+            temperature=agent.sampling.temperature,
+            text=gen.text,
+            allowed_ids=gen.allowed_ids,
+            truncated=not gen.finished,
+        )
+        ctx.turns += 1
+        ctx.last_turn = turn
+        ep.turns.append(turn)
+        stats.turns += 1
+        stats.generated_tokens += len(gen.token_ids)
+        stats.per_policy_tokens[agent.policy] = stats.per_policy_tokens.get(agent.policy, 0) + len(gen.token_ids)
+        if ep.state.is_terminal():  # a simultaneous-move partner already ended the game
+            return
+        if gen.finished:
+            result = self._apply(ep, seat, lambda: ep.state.apply(seat, gen.text))
+        else:
+            result = self._apply(ep, seat, lambda: ep.state.apply_invalid(seat, "cut off at max_new_tokens"))
+        turn.valid = result.valid
+        stats.invalid_turns += not result.valid
+
+    def _apply(self, ep: _Live, seat: int, move):
+        result = move()
+        ep.steps += 1
+        # A reward caused by any move goes to each rewarded seat's latest turn so far (ALGORITHMS.md).
+        for rewarded, value in result.rewards.items():
+            last = ep.seats[rewarded].last_turn if rewarded in ep.seats else None
+            if last is not None and value:
+                last.reward += value
+        return result
+
+    def _finish(self, ep: _Live) -> Episode:
+        state = ep.state
+        return Episode(
+            episode_id=ep.spec.episode_id,
+            group_id=ep.spec.group_id,
+            env=self.env.id,
+            seed=ep.spec.seed,
+            turns=ep.turns,
+            returns=list(state.returns()),
+            outcomes=list(state.outcomes()),
+            seat_players=[getattr(p, "name", str(p)) for p in ep.spec.players],
+            game_returns=list(state.game_returns()),
+        )

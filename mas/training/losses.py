@@ -1,0 +1,168 @@
+"""Policy losses over flat per-token tensors (ALGORITHMS.md "Policy loss").
+
+The trainer packs sequences, so the response tokens of many rows (turns) are concatenated; `row_index`
+says which row each token belongs to. Everything here is a pure function of tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_DELTA_CLAMP = 10.0
+
+
+@dataclass
+class LossConfig:
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float | None = None  # c > 1; for A < 0: loss = min(loss, -c * A)
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"  # k1 | k2 | k3 over delta = logp_ref - logp, clamped to +-10
+    agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm
+    max_new_tokens: int | None = None  # the divisor of seq-mean-token-sum-norm
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """One-line ValueError for a value a user can get wrong."""
+        if not 0.0 <= self.clip_low < 1.0:
+            raise ValueError(f"loss.clip_low must be in [0, 1), got {self.clip_low}")
+        if not self.clip_high >= 0.0:
+            raise ValueError(f"loss.clip_high must be >= 0, got {self.clip_high}")
+        if self.dual_clip is not None and not self.dual_clip > 1.0:
+            raise ValueError(f"loss.dual_clip must be > 1 (or null for off), got {self.dual_clip}")
+        if not self.kl_coef >= 0.0:
+            raise ValueError(f"loss.kl_coef must be >= 0, got {self.kl_coef}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(
+                f"loss.kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, got {self.kl_estimator!r}"
+            )
+        if self.agg not in AGG_MODES:
+            raise ValueError(f"loss.agg must be one of {', '.join(AGG_MODES)}, got {self.agg!r}")
+        if self.max_new_tokens is not None and not (
+            isinstance(self.max_new_tokens, int) and self.max_new_tokens > 0
+        ):
+            raise ValueError(f"loss.max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if self.agg == "seq-mean-token-sum-norm" and self.max_new_tokens is None:
+            raise ValueError("loss.agg seq-mean-token-sum-norm needs loss.max_new_tokens")
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
+    """Per-token estimate of KL(pi_theta || pi_ref) from samples of pi_theta (J. Schulman,
+    "Approximating KL divergence", 2020): with delta = log pi_ref - log pi_theta clamped to +-10,
+    k1 = -delta, k2 = delta^2 / 2, k3 = exp(delta) - delta - 1 (unbiased and >= 0)."""
+    delta = (ref_logp - logp).clamp(-KL_DELTA_CLAMP, KL_DELTA_CLAMP)
+    if estimator == "k1":
+        return -delta
+    if estimator == "k2":
+        return 0.5 * delta.square()
+    if estimator == "k3":
+        return torch.expm1(delta) - delta
+    raise ValueError(f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, got {estimator!r}")
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    row_index: torch.Tensor,
+    cfg: LossConfig,
+    *,
+    ref_logp: torch.Tensor | None = None,
+    token_normalizer: float | None = None,
+    row_normalizer: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped policy-gradient loss with optional dual clip and KL penalty, aggregated.
+
+    Per response token (PPO-clip, Schulman et al. 2017, arXiv:1707.06347):
+        rho = exp(log pi_theta - log pi_old)
+        l   = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)
+    Dual clip (Ye et al. 2020, arXiv:1912.09729), c > 1: for A < 0, l = min(l, -c * A).
+    KL to a frozen reference: l += kl_coef * k(delta), k in {k1, k2, k3} (see `kl_penalty`).
+
+    Aggregation (`cfg.agg`; a sequence is one row/turn):
+    - token-mean: sum_tokens l / token_normalizer (default: the number of tokens here). Pass the
+      token count of the whole optimizer step so that micro-batch losses add up to its token mean.
+    - seq-mean-token-mean: sum_rows (mean of l over the row's tokens) / row_normalizer.
+    - seq-mean-token-sum-norm (Dr. GRPO, arXiv:2503.20783): sum_rows (sum of l over the row's tokens
+      / max_new_tokens) / row_normalizer.
+    row_normalizer defaults to the number of distinct rows in `row_index` (rows with tokens here).
+
+    Inputs are 1-D over the tokens of this micro-batch: `logp` (differentiable), `old_logp`,
+    `ref_logp`, `advantages` (the row's advantage repeated on each of its tokens) and `row_index`
+    (long, the row of each token). Returns (loss, metrics); metrics are python floats averaged over
+    the tokens here whatever `agg` is: pg_loss, clip_fraction, ratio_mean, and kl when `ref_logp` is
+    given (plus dual_clip_fraction with dual clip).
+    """
+    cfg.validate()
+    n = logp.shape[0]
+    for label, t in (("old_logp", old_logp), ("advantages", advantages), ("row_index", row_index)):
+        if t.shape != logp.shape:
+            raise ValueError(f"policy_loss: {label} has shape {tuple(t.shape)}, logp {tuple(logp.shape)}")
+    if ref_logp is not None and ref_logp.shape != logp.shape:
+        raise ValueError(f"policy_loss: ref_logp has shape {tuple(ref_logp.shape)}, logp {tuple(logp.shape)}")
+    if cfg.kl_coef > 0 and ref_logp is None:
+        raise ValueError("policy_loss: kl_coef > 0 needs ref_logp")
+
+    # Loss maths in float32 at least, whatever the model's dtype.
+    dtype = torch.promote_types(logp.dtype, torch.float32)
+    logp = logp.to(dtype)
+    old_logp = old_logp.to(dtype).detach()
+    adv = advantages.to(dtype).detach()
+
+    ratio = torch.exp(logp - old_logp)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
+    pg = torch.maximum(unclipped, clipped)  # = -min(rho A, clip(rho) A)
+    dual_mask = None
+    if cfg.dual_clip is not None:
+        dual_mask = (adv < 0) & (pg > -cfg.dual_clip * adv)
+        pg = torch.where(adv < 0, torch.minimum(pg, -cfg.dual_clip * adv), pg)
+
+    per_token = pg
+    kl = None
+    if ref_logp is not None:
+        kl = kl_penalty(logp, ref_logp.to(dtype).detach(), cfg.kl_estimator)
+        if cfg.kl_coef > 0:
+            per_token = per_token + cfg.kl_coef * kl
+
+    loss = _aggregate(per_token, row_index, cfg, token_normalizer, row_normalizer)
+
+    with torch.no_grad():
+        denom = max(n, 1)
+        metrics = {
+            "pg_loss": float(pg.sum() / denom),
+            "clip_fraction": float((clipped > unclipped).sum() / denom),
+            "ratio_mean": float(ratio.sum() / denom),
+        }
+        if dual_mask is not None:
+            metrics["dual_clip_fraction"] = float(dual_mask.sum() / denom)
+        if kl is not None:
+            metrics["kl"] = float(kl.sum() / denom)
+    return loss, metrics
+
+
+def _aggregate(
+    per_token: torch.Tensor,
+    row_index: torch.Tensor,
+    cfg: LossConfig,
+    token_normalizer: float | None,
+    row_normalizer: float | None,
+) -> torch.Tensor:
+    if cfg.agg == "token-mean":
+        denom = per_token.shape[0] if token_normalizer is None else token_normalizer
+        return per_token.sum() / max(denom, 1)
+    rows, local = torch.unique(row_index, return_inverse=True)
+    num_rows = rows.shape[0]
+    row_sum = per_token.new_zeros(num_rows).index_add(0, local, per_token)
+    if cfg.agg == "seq-mean-token-mean":
+        count = per_token.new_zeros(num_rows).index_add(0, local, torch.ones_like(per_token))
+        row_value = row_sum / count
+    else:  # seq-mean-token-sum-norm
+        row_value = row_sum / cfg.max_new_tokens
+    denom = num_rows if row_normalizer is None else row_normalizer
+    return row_value.sum() / max(denom, 1)

@@ -1,0 +1,153 @@
+"""One policy's update: pack turns into sequences, recompute old (and reference) log-probs once in eval
+mode on the exact sampled ids, then PPO-style optimizer steps with the configured policy loss."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mas.training.logprobs import entropy_from_logprobs, processed_logprobs
+from mas.training.losses import LossConfig, policy_loss
+from mas.training.packing import PackedSequence, micro_batches, pack_turns
+from mas.records import Turn
+
+
+@dataclass
+class UpdateSettings:
+    ppo_epochs: int = 1
+    mini_batches: int = 1  # optimizer steps per epoch
+    micro_batch_tokens: int = 16384  # padded tokens per forward/backward
+
+
+def _response_logits(model, batch: list[PackedSequence], device) -> tuple[torch.Tensor, list[int]]:
+    """Logits `[N, V]` that predict each response token of `batch`, in order, computed only where
+    needed (the LM head runs on the N target positions, not on every position)."""
+    width = max(len(s.input_ids) for s in batch)
+    pad = model.config.pad_token_id or 0
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    rows, cols = [], []
+    for b, seq in enumerate(batch):
+        ids[b, : len(seq.input_ids)] = torch.tensor(seq.input_ids)
+        mask[b, : len(seq.input_ids)] = 1
+        rows.extend([b] * len(seq.target_pos))
+        cols.extend(p - 1 for p in seq.target_pos)
+    ids, mask = ids.to(device), mask.to(device)
+    decoder = getattr(model, "model", None)
+    if decoder is None or getattr(model.config, "final_logit_softcapping", None):
+        logits = model(input_ids=ids, attention_mask=mask).logits[rows, cols]
+    else:
+        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = model.get_output_embeddings()(hidden[rows, cols])
+    return logits, [t for s in batch for t in s.target_pos]
+
+
+def _target_logprobs(model, batch: list[PackedSequence], device, truncation=(0, 1.0)):
+    logits, _ = _response_logits(model, batch, device)
+    targets = torch.tensor([t for s in batch for t in (s.input_ids[p] for p in s.target_pos)], device=device)
+    temps = torch.tensor([t for s in batch for t in s.temperature], device=device)
+    allowed = None
+    flat_allowed = [a for s in batch for a in s.allowed]
+    if any(a is not None for a in flat_allowed):
+        allowed = torch.zeros(logits.shape, dtype=torch.bool, device=device)
+        for i, ids in enumerate(flat_allowed):
+            if ids is not None:
+                allowed[i, ids] = True
+    logp_all = processed_logprobs(logits, temps, top_k=truncation[0], top_p=truncation[1], allowed=allowed)
+    return logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1), logp_all
+
+
+class PolicyTrainer:
+    def __init__(self, model, strategy, loss: LossConfig, settings: UpdateSettings, *, ref_model=None,
+                 device="cpu", truncation=(0, 1.0)):
+        self.model = model
+        self.strategy = strategy
+        self.loss_cfg = loss
+        self.settings = settings
+        self.ref_model = ref_model
+        self.device = torch.device(device)
+        self.truncation = truncation
+
+    @torch.no_grad()
+    def _score(self, model, sequences):
+        was_training = model.training
+        model.eval()
+        out_lp, out_ent = [None] * len(sequences), [None] * len(sequences)
+        index = {id(s): i for i, s in enumerate(sequences)}
+        for batch in micro_batches(sequences, self.settings.micro_batch_tokens):
+            lp, lp_all = _target_logprobs(model, batch, self.device, self.truncation)
+            ent = entropy_from_logprobs(lp_all)
+            offset = 0
+            for seq in batch:
+                n = len(seq.target_pos)
+                out_lp[index[id(seq)]] = lp[offset : offset + n]
+                out_ent[index[id(seq)]] = ent[offset : offset + n]
+                offset += n
+        model.train(was_training)
+        return out_lp, out_ent
+
+    def update(self, turns: list[Turn], advantages: list[float], seed: int) -> dict[str, float]:
+        sequences = pack_turns(turns)
+        if not sequences:
+            return {}
+        # Sort by length so micro-batches pad little; the shuffle below decides optimizer steps.
+        sequences.sort(key=lambda s: len(s.input_ids))
+        old_lp, entropy = self._score(self.model, sequences)
+        ref_lp = self._score(self.ref_model, sequences)[0] if self.ref_model is not None else None
+        behaviour = torch.tensor([x for s in sequences for x in s.behaviour_logp])
+        old_flat = torch.cat(old_lp).cpu()
+        metrics = {
+            "logprob_mismatch": float((old_flat - behaviour).abs().mean()),
+            "logprob_mismatch_max": float((old_flat - behaviour).abs().max()),
+            "entropy": float(torch.cat(entropy).mean()),
+            "response_tokens": float(len(old_flat)),
+            "sequences": float(len(sequences)),
+        }
+        adv = torch.as_tensor(advantages, dtype=torch.float32)
+        generator = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+        self.model.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(self.settings.ppo_epochs):
+            order = torch.randperm(len(sequences), generator=generator).tolist()
+            groups = [order[i :: self.settings.mini_batches] for i in range(self.settings.mini_batches)]
+            for group in groups:
+                if not group:
+                    continue
+                step_metrics = self._optimizer_step(sequences, group, old_lp, ref_lp, adv)
+                steps += 1
+                for k, v in step_metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        metrics.update({k: v / max(steps, 1) for k, v in sums.items()})
+        metrics["optimizer_steps"] = float(steps)
+        return metrics
+
+    def _optimizer_step(self, sequences, group, old_lp, ref_lp, adv) -> dict[str, float]:
+        chosen = sorted(group, key=lambda i: len(sequences[i].input_ids))
+        token_total = sum(len(sequences[i].target_pos) for i in chosen)
+        row_total = len({r for i in chosen for r in sequences[i].target_row})
+        self.strategy.zero_grad()
+        totals: dict[str, float] = {}
+        index = {id(sequences[i]): i for i in chosen}
+        for batch in micro_batches([sequences[i] for i in chosen], self.settings.micro_batch_tokens):
+            ids = [index[id(s)] for s in batch]
+            logp, _ = _target_logprobs(self.model, batch, self.device, self.truncation)
+            rows = [r for s in batch for r in s.target_row]
+            local = {r: j for j, r in enumerate(dict.fromkeys(rows))}
+            loss, info = policy_loss(
+                logp,
+                torch.cat([old_lp[i] for i in ids]),
+                adv[rows].to(self.device),
+                torch.tensor([local[r] for r in rows], device=self.device),
+                self.loss_cfg,
+                ref_logp=torch.cat([ref_lp[i] for i in ids]) if ref_lp is not None else None,
+                token_normalizer=token_total,
+                row_normalizer=row_total,
+            )
+            self.strategy.backward(loss)
+            weight = len(rows) / token_total
+            totals["loss"] = totals.get("loss", 0.0) + float(loss)
+            for k, v in info.items():
+                totals[k] = totals.get(k, 0.0) + v * weight
+        totals["grad_norm"] = self.strategy.step()
+        return totals
