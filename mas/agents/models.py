@@ -29,7 +29,7 @@ class TinySpec:
 
 TINY_MODELS: dict[str, TinySpec] = {
     "tiny-xs": TinySpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=192),
-    "tiny-s": TinySpec(hidden_size=128, num_layers=3, num_heads=4, intermediate_size=384),
+    "tiny-s": TinySpec(hidden_size=128, num_layers=3, num_heads=8, intermediate_size=384),
     "tiny-m": TinySpec(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=768),
 }
 _BUILD_VERSION = 1  # bump when the build recipe changes, so caches rebuild

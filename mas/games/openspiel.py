@@ -86,8 +86,9 @@ class Renderer:
         return ["State:", text]
 
     def turn_message(self, state: pyspiel.State, seat: int, events: list[str], legal: list[str]) -> str:
-        lines = list(events) + self.view(state, seat)
-        lines.append("Legal actions: " + " ".join(legal))
+        # The state comes last, right before the answer: its tokens then sit at the same distance
+        # from the decision every turn, which even a tiny model can learn to read.
+        lines = list(events) + ["Legal actions: " + " ".join(legal)] + self.view(state, seat)
         return "\n".join(lines)
 
     def stake(self, state: pyspiel.State, seat: int) -> float:

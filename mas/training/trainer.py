@@ -146,7 +146,7 @@ class PolicyTrainer:
             )
             self.strategy.backward(loss)
             weight = len(rows) / token_total
-            totals["loss"] = totals.get("loss", 0.0) + float(loss)
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
             for k, v in info.items():
                 totals[k] = totals.get(k, 0.0) + v * weight
         totals["grad_norm"] = self.strategy.step()

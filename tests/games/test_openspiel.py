@@ -42,7 +42,7 @@ def test_make_ids_and_generic_games():
     state = leduc.reset(3)
     assert state.legal_actions(0) == ["<Call>", "<Raise>"]
     user = state.messages(0)[-1]["content"]
-    assert state.native().observation_string(0) in user and user.endswith("Legal actions: <Call> <Raise>")
+    assert state.native().observation_string(0) in user and user.startswith("Legal actions: <Call> <Raise>\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,17 +76,17 @@ def test_ttt_first_turn_and_known_position():
     system, user = state.messages(0)
     assert system["role"] == "system" and "You are player 0 and play X." in system["content"]
     assert "<answer>ACTION</answer>" in system["content"]
-    assert user == {"role": "user", "content": "Board:\n. . .\n. . .\n. . .\nLegal actions: " + " ".join(TTT_LEGAL)}
+    assert user == {"role": "user", "content": "Legal actions: " + " ".join(TTT_LEGAL) + "\nBoard:\n. . .\n. . .\n. . ."}
     play(state, ["<X(1,1)>", "<O(0,2)>", "<answer>x(0,0)</answer>"])
     msgs = state.messages(1)
     assert "You are player 1 and play O." in msgs[0]["content"]
     assert msgs[-1]["content"] == (
         "Opponent played <X(0,0)>.\n"
+        "Legal actions: <O(0,1)> <O(1,0)> <O(1,2)> <O(2,0)> <O(2,1)> <O(2,2)>\n"
         "Board:\n"
         "X . O\n"
         ". X .\n"
-        ". . .\n"
-        "Legal actions: <O(0,1)> <O(1,0)> <O(1,2)> <O(2,0)> <O(2,1)> <O(2,2)>"
+        ". . ."
     )
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
     assert msgs[2]["content"] == "<O(0,2)>"
@@ -197,11 +197,11 @@ def test_kuhn_first_turn_and_actions():
     c0, c1 = deal(state)
     assert state.legal_actions(0) == ["<PASS>", "<BET>"]
     assert state.messages(0)[-1]["content"] == (
-        f"Your card: {CARDS[c0]}\nPot: 2 (you 1, opponent 1)\nLegal actions: <PASS> <BET>"
+        f"Legal actions: <PASS> <BET>\nYour card: {CARDS[c0]}\nPot: 2 (you 1, opponent 1)"
     )
     state.apply(0, "<answer>BET</answer>")
     assert state.messages(1)[-1]["content"] == (
-        f"Opponent played <BET>.\nYour card: {CARDS[c1]}\nPot: 3 (you 1, opponent 2)\nLegal actions: <PASS> <BET>"
+        f"Opponent played <BET>.\nLegal actions: <PASS> <BET>\nYour card: {CARDS[c1]}\nPot: 3 (you 1, opponent 2)"
     )
     assert KuhnRenderer.committed(state.native(), 1) == [2.0, 1.0]
 

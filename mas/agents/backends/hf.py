@@ -5,12 +5,23 @@ decoding and the returned log-probs follow `mas.training.logprobs.processed_logp
 function the trainer uses, so the first update's importance ratio is exactly 1 up to float error."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 
 from mas.agents.backends.base import Generation, GenerationRequest, SamplingParams
 from mas.training.logprobs import processed_logprobs
+
+
+def _cache_argument(model) -> str:
+    """transformers renamed `past_key_values` to `cache` (5.x); accept both."""
+    params = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _returned_cache(output):
+    return getattr(output, "cache", None) if hasattr(output, "cache") else output.past_key_values
 
 
 class _PrefixTree:
@@ -90,8 +101,9 @@ class HFBackend:
         trees = [_PrefixTree(r.candidates) if r.candidates is not None else None for r in requests]
         constrained = any(t is not None for t in trees)
 
+        cache_arg = _cache_argument(model)
         out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        cache, logits = _returned_cache(out), out.logits[:, -1, :]
         next_pos = positions[:, -1] + 1
         tokens: list[list[int]] = [[] for _ in range(n)]
         logps: list[list[float]] = [[] for _ in range(n)]
@@ -133,10 +145,10 @@ class HFBackend:
                 input_ids=feed.to(self.device).unsqueeze(-1),
                 attention_mask=attention,
                 position_ids=next_pos.unsqueeze(-1),
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_arg: cache},
             )
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
+            cache, logits = _returned_cache(out), out.logits[:, -1, :]
             next_pos = next_pos + 1
         if was_training:
             model.train()
