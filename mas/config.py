@@ -92,6 +92,8 @@ class EnvSection:
     invalid_penalty: float = 10.0
     draw_reward: float = 0.1
     max_turns: int = 50
+    prompt: str = "full"  # full (MARS-style rules) | compact (one line, for tiny models)
+    history: bool = True  # false: each turn is a fresh chat (system + current state)
     seats: Optional[List[str]] = None  # agent per seat; default: one agent plays every seat
 
 
@@ -265,6 +267,7 @@ def validate(cfg: Config, source: str = "config") -> None:
 
     _choice(source, "env.name", cfg.env.name, available_envs())
     _choice(source, "env.rewards", cfg.env.rewards, ["mars", "raw"])
+    _choice(source, "env.prompt", cfg.env.prompt, ["full", "compact"])
     _choice(source, "training.estimator", cfg.training.estimator, available_estimators())
     _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
     _choice(source, "training.loss.agg", cfg.training.loss.agg,

@@ -38,7 +38,8 @@ def stable_seed(*parts: int) -> int:
 def env_spec(cfg: Config) -> dict:
     e = cfg.env
     spec = {"name": e.name, "rewards": e.rewards, "format_reward": e.format_reward,
-            "invalid_penalty": e.invalid_penalty, "draw_reward": e.draw_reward, "max_turns": e.max_turns}
+            "invalid_penalty": e.invalid_penalty, "draw_reward": e.draw_reward, "max_turns": e.max_turns,
+            "prompt": e.prompt, "history": e.history}
     if e.game is not None:
         spec["game"] = e.game
     if e.id is not None:

@@ -16,10 +16,10 @@ _BASE_TEXT = [
 ]
 
 
-def _play_random_games(env_id: str, games: int, seed: int) -> list[str]:
+def _play_random_games(env_spec, games: int, seed: int) -> list[str]:
     from mas.games import make  # games sit below agents; imported lazily to keep module load light
 
-    env = make(env_id)
+    env = make(env_spec)
     rng = np.random.default_rng(seed)
     texts: list[str] = []
     for game in range(games):
@@ -43,4 +43,5 @@ def tiny_corpus(seed: int = 0) -> list[str]:
     texts = list(_BASE_TEXT)
     for i, env_id in enumerate(CORPUS_ENVS):
         texts.extend(_play_random_games(env_id, _GAMES_PER_ENV, seed + 1000 * i))
+        texts.extend(_play_random_games({"name": env_id, "prompt": "compact"}, 20, seed + 1000 * i + 500))
     return texts

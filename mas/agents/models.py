@@ -25,6 +25,7 @@ class TinySpec:
     intermediate_size: int
     vocab_size: int = 1024
     max_positions: int = 4096
+    init_std: float = 0.02
 
 
 TINY_MODELS: dict[str, TinySpec] = {
@@ -82,6 +83,7 @@ def build_tiny(name: str, seed: int = 0) -> Path:
         num_attention_heads=spec.num_heads,
         num_key_value_heads=spec.num_heads,
         max_position_embeddings=spec.max_positions,
+        initializer_range=spec.init_std,
         attention_dropout=0.0,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,

@@ -20,6 +20,7 @@ from mas.games.base import Env, RewardConfig, StepResult, parse_action, register
 
 __all__ = ["OpenSpielEnv", "OpenSpielState", "Renderer", "make_renderer"]
 
+COMPACT_INSTRUCTIONS = "Answer <answer>ACTION</answer> with a legal action."
 ANSWER_INSTRUCTIONS = (
     "RESPONSE INSTRUCTIONS: Answer with <answer>ACTION</answer>, where ACTION is one of the legal "
     "actions, written exactly."
@@ -71,6 +72,9 @@ class Renderer:
             f"PLAYER INFORMATION: You are player {seat}.\n{ANSWER_INSTRUCTIONS}"
         )
 
+    def compact_system_prompt(self, seat: int) -> str:
+        return f"{self.long_name}. You are player {seat}. {COMPACT_INSTRUCTIONS}"
+
     def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
         return _bracket(state.action_to_string(player, action))
 
@@ -106,12 +110,21 @@ class TicTacToeRenderer(Renderer):
             f"PLAYER INFORMATION: You are player {seat} and play {mark}.\n{ANSWER_INSTRUCTIONS}"
         )
 
+    def compact_system_prompt(self, seat: int) -> str:
+        mark = "X" if seat == 0 else "O"
+        return f"Tic-tac-toe: three in a row wins. You are player {seat} ({mark}). {COMPACT_INSTRUCTIONS}"
+
     def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
         return _bracket(state.action_to_string(player, action).upper())  # x(0,1) -> <X(0,1)>
 
     def view(self, state: pyspiel.State, seat: int) -> list[str]:
         rows = [r for r in str(state).splitlines() if r.strip()]
-        return ["Board:"] + [" ".join(r.strip().upper()) for r in rows]
+        # The move list names every mark with its cell in one token (<X(1,1)>): a model reads the
+        # position from the token itself instead of counting grid characters.
+        moves = [self.action_text(state, i % 2, a) for i, a in enumerate(state.history())]
+        return ["Board:"] + [" ".join(r.strip().upper()) for r in rows] + [
+            "Moves so far: " + (" ".join(moves) if moves else "none")
+        ]
 
 
 class KuhnRenderer(Renderer):
@@ -133,6 +146,10 @@ class KuhnRenderer(Renderer):
             "a call the higher card wins the pot; a fold loses the chips committed.\n"
             f"PLAYER INFORMATION: You are player {seat} and act {order}.\n{ANSWER_INSTRUCTIONS}"
         )
+
+    def compact_system_prompt(self, seat: int) -> str:
+        return (f"Kuhn poker: J < Q < K, ante 1, one bet of 1. You are player {seat}. "
+                f"{COMPACT_INSTRUCTIONS}")
 
     def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
         return _bracket(state.action_to_string(player, action).upper())  # Pass/Bet -> <PASS>/<BET>
@@ -193,7 +210,10 @@ class OpenSpielEnv(Env):
 
     Options: rewards ("mars" | "raw" | mapping, see `RewardConfig`), format_reward,
     invalid_penalty, draw_reward (override the numbers), max_turns (default 50: after that many
-    moves the episode ends as a draw).
+    moves the episode ends as a draw), prompt ("full": MARS-style rules and instructions;
+    "compact": one line, for tiny models), history (True: a seat's chat grows turn by turn and each
+    prompt extends the last; False: every turn is a fresh chat of the system message and the
+    current state, short prompts for tiny models).
     """
 
     def __init__(
@@ -205,7 +225,11 @@ class OpenSpielEnv(Env):
         format_reward: float | None = None,
         invalid_penalty: float | None = None,
         draw_reward: float | None = None,
+        prompt: str = "full",
+        history: bool = True,
     ):
+        if prompt not in ("full", "compact"):
+            raise ValueError(f"env prompt must be 'full' or 'compact', got '{prompt}'")
         try:
             self.game = pyspiel.load_game(game)
         except Exception as e:  # pyspiel raises a bare RuntimeError/SpielError
@@ -224,6 +248,8 @@ class OpenSpielEnv(Env):
         )
         self.max_turns = int(max_turns)
         self.renderer = make_renderer(self.game)
+        self.prompt = prompt
+        self.history = bool(history)
 
     def reset(self, seed: int) -> "OpenSpielState":
         return OpenSpielState(self, seed)
@@ -268,7 +294,11 @@ class OpenSpielState:
         return [self._state.current_player()]
 
     def messages(self, seat: int) -> list[dict]:
-        return [dict(m) for m in self._chat[seat]]
+        chat = self._chat[seat]
+        if not self.env.history and len(chat) > 2:
+            last_user = max(i for i, m in enumerate(chat) if m["role"] == "user")
+            chat = chat[:1] + chat[last_user:]
+        return [dict(m) for m in chat]
 
     def legal_actions(self, seat: int) -> list[str]:
         if seat not in self.current_seats():
@@ -371,7 +401,9 @@ class OpenSpielState:
             self._legal[seat] = (legal, ids)
             chat = self._chat[seat]
             if not chat:
-                chat.append({"role": "system", "content": self._render.system_prompt(seat)})
+                system = (self._render.system_prompt(seat) if self.env.prompt == "full"
+                          else self._render.compact_system_prompt(seat))
+                chat.append({"role": "system", "content": system})
             content = self._render.turn_message(self._state, seat, self._events[seat], legal)
             self._events[seat] = []
             chat.append({"role": "user", "content": content})

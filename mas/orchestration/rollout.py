@@ -129,10 +129,15 @@ class RolloutEngine:
         prompts = self.prompts[agent.policy]
         ctx = ep.seats[seat]
         messages = agent.with_role(ep.state.messages(seat))
-        if ctx.last_turn is None:
-            ids = prompts.first(messages)
-        else:
+        continues = (
+            ctx.last_turn is not None
+            and len(messages) > len(ctx.messages)
+            and messages[: len(ctx.messages)] == ctx.messages
+        )
+        if continues:
             ids = prompts.extend(ctx.messages, ctx.prompt_ids, ctx.last_turn.response_ids, messages)
+        else:  # first turn, or an env that starts a fresh chat every turn (history: false)
+            ids = prompts.first(messages)
         ctx.messages, ctx.prompt_ids = messages, ids
         candidates = None
         if agent.constrained:

@@ -76,7 +76,7 @@ def test_ttt_first_turn_and_known_position():
     system, user = state.messages(0)
     assert system["role"] == "system" and "You are player 0 and play X." in system["content"]
     assert "<answer>ACTION</answer>" in system["content"]
-    assert user == {"role": "user", "content": "Legal actions: " + " ".join(TTT_LEGAL) + "\nBoard:\n. . .\n. . .\n. . ."}
+    assert user == {"role": "user", "content": "Legal actions: " + " ".join(TTT_LEGAL) + "\nBoard:\n. . .\n. . .\n. . .\nMoves so far: none"}
     play(state, ["<X(1,1)>", "<O(0,2)>", "<answer>x(0,0)</answer>"])
     msgs = state.messages(1)
     assert "You are player 1 and play O." in msgs[0]["content"]
@@ -86,7 +86,8 @@ def test_ttt_first_turn_and_known_position():
         "Board:\n"
         "X . O\n"
         ". X .\n"
-        ". . ."
+        ". . .\n"
+        "Moves so far: <X(1,1)> <O(0,2)> <X(0,0)>"
     )
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
     assert msgs[2]["content"] == "<O(0,2)>"
