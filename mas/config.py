@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Optional
 
+import yaml
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -177,23 +178,38 @@ def _allowed_keys(node_type, path: list[str]) -> list[str]:
 def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
     key = getattr(err, "full_key", None) or ""
     msg = str(err).splitlines()[0]
-    if "Key '" in msg and ("not in struct" in msg or "ConfigKeyError" in type(err).__name__ or "Missing key" in msg):
-        name = re.search(r"Key '([^']+)'", msg).group(1)
-        parent = key.rsplit(".", 1)[0] if "." in key else ""
-        path = [p for p in re.split(r"[.\[\]]", parent) if p]
-        if parent and not key.endswith(name):
-            path = [p for p in re.split(r"[.\[\]]", key) if p]
+    unknown = re.search(r"Key '([^']+)' (?:not in|is not in struct)", msg) or (
+        re.search(r"Key '([^']+)'", msg) if "struct" in msg else None
+    )
+    if unknown:
+        name = unknown.group(1)
+        path = [p for p in re.split(r"[.\[\]]", key) if p]
+        if path and path[-1] == name:
+            path = path[:-1]
         allowed = _allowed_keys(Config, path)
         hint = difflib.get_close_matches(name, allowed, n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
         where = key or name
         return ConfigError(f"{source}: unknown key '{where}'{suggestion}; allowed: {', '.join(allowed)}")
-    value = getattr(err, "msg", msg)
-    if "Value '" in msg and "could not be converted" in msg or "Invalid type" in msg or "is not a valid" in msg:
-        return ConfigError(f"{source}: {key}: {msg}")
     if "Missing mandatory value" in msg:
         return ConfigError(f"{source}: {key}: a value is required here")
-    return ConfigError(f"{source}: {key + ': ' if key else ''}{value}")
+    return ConfigError(f"{source}: {key + ': ' if key else ''}{msg}")
+
+
+def _check_list_indices(cfg, key: str) -> None:
+    """`agents.3.name=x` on a one-agent list: say so instead of a type error."""
+    node = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if OmegaConf.is_list(node) and part.isdigit() and int(part) >= len(node):
+            where = ".".join(parts[:i])
+            raise ConfigError(f"command line: {key}: {where} has {len(node)} item(s); indices from 0 to {len(node) - 1}")
+        try:
+            node = node[int(part)] if OmegaConf.is_list(node) and part.isdigit() else node.get(part) if OmegaConf.is_dict(node) else None
+        except Exception:
+            return
+        if node is None:
+            return
 
 
 def _normalize_shorthands(raw: dict) -> dict:
@@ -217,21 +233,29 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> Config:
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         layers.append((path, OmegaConf.create(_normalize_shorthands(raw))))
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"command line: override '{bad[0]}' must look like key=value")
-        try:
-            dot = OmegaConf.from_dotlist(list(overrides))
-        except OmegaConfBaseException as err:
-            raise ConfigError(f"command line: {str(err).splitlines()[0]}") from None
-        layers.append(("command line", OmegaConf.create(_normalize_shorthands(OmegaConf.to_container(dot)))))
     merged = schema
     for source, layer in layers:
         try:
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as err:
             raise _explain(err, source) from None
+    for override in overrides or []:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"command line: override '{override}' must look like key=value")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"command line: {key}: cannot read the value '{text}'") from None
+        if key == "ray" and isinstance(value, bool):
+            key, value = "ray.enabled", value
+        _check_list_indices(merged, key)
+        try:
+            OmegaConf.update(merged, key, value, merge=True)
+        except OmegaConfBaseException as err:
+            raise _explain(err, "command line") from None
+        except (IndexError, ValueError, TypeError) as err:
+            raise ConfigError(f"command line: {key}: {str(err).splitlines()[0]}") from None
     source = path or "config"
     try:
         cfg: Config = OmegaConf.to_object(merged)
