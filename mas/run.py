@@ -219,6 +219,19 @@ class TrainingRun:
                                             games, stable_seed(seed, i))
         return results
 
+    def _eval_metrics(self, done: int) -> dict[str, float]:
+        cfg = self.cfg
+        results = self.evaluate(self.eval_player(), cfg.eval.opponents, cfg.eval.games,
+                                stable_seed(cfg.run.seed, 999, done))
+        return {f"eval/{spec}/{key}": res.overall[key]
+                for spec, res in results.items() for key in ("win", "draw", "loss", "invalid", "non_loss")}
+
+    def _log(self, done: int, metrics: dict) -> None:
+        self.history.append({"iteration": done, **{k: float(v) for k, v in metrics.items()}})
+        for k, v in metrics.items():
+            self.writer.add_scalar(k, v, done)
+        self.writer.flush()
+
     def eval_player(self) -> Agent:
         return eval_agent(self.seats[0], self.cfg.eval.temperature)
 
@@ -247,21 +260,16 @@ class TrainingRun:
         bar = tqdm(total=total, initial=self.start_iteration, desc=f"train {cfg.run.name}", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
         train_seconds = 0.0
+        if cfg.eval.every and self.start_iteration == 0:  # the untrained starting point of the curve
+            self._log(0, self._eval_metrics(0))
         for it in range(self.start_iteration, total):
             t0 = time.perf_counter()
             metrics = self.iteration(it)
             train_seconds += time.perf_counter() - t0
             done = it + 1
             if cfg.eval.every and (done % cfg.eval.every == 0 or done == total):
-                results = self.evaluate(self.eval_player(), cfg.eval.opponents, cfg.eval.games,
-                                        stable_seed(cfg.run.seed, 999, done))
-                for spec, res in results.items():
-                    for key in ("win", "draw", "loss", "invalid", "non_loss"):
-                        metrics[f"eval/{spec}/{key}"] = res.overall[key]
-            self.history.append({"iteration": done, **{k: float(v) for k, v in metrics.items()}})
-            for k, v in metrics.items():
-                self.writer.add_scalar(k, v, done)
-            self.writer.flush()
+                metrics.update(self._eval_metrics(done))
+            self._log(done, metrics)
             if done % cfg.run.save_every == 0 or done == total:
                 self.save(done)
             bar.set_postfix(self._postfix(metrics), refresh=False)
