@@ -15,7 +15,7 @@ import torch
 from mas.agents import bots
 from mas.agents.agent import Agent
 from mas.agents.backends.base import SamplingParams
-from mas.agents.models import load_tokenizer, resolve
+from mas.agents.models import load_tokenizer, quiet_transformers, resolve
 from mas.config import Config, ConfigError, to_yaml
 from mas.evaluation.games import MatchResult, eval_agent, format_table, play_matches
 from mas.games import make as make_env
@@ -253,6 +253,7 @@ class TrainingRun:
         cfg = self.cfg
         self._prepare_dir()
         started = time.perf_counter()
+        quiet_transformers()
         self._start()
         self._resume()
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration + 1)
@@ -286,6 +287,10 @@ class TrainingRun:
         return summary
 
     def _postfix(self, m: dict) -> dict:
+        # evaluation numbers stay on the bar until the next evaluation replaces them
+        self._last_eval = getattr(self, "_last_eval", {})
+        self._last_eval.update({k: v for k, v in m.items() if k.startswith("eval/")})
+        m = {**self._last_eval, **m}
         out = {}
         rewards = [v for k, v in m.items() if k.startswith("reward/seat")]
         if rewards:

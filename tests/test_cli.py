@@ -1,6 +1,7 @@
 """User mistakes: one line naming file, key and what is allowed; exit status 2; no traceback."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,9 @@ def test_misspelt_key(tmp_path, capsys):
 
 
 def test_wrong_type(tmp_path, capsys):
-    path = _write(tmp_path, GOOD.replace("iterations: 30", "iterations: many"))
+    bad = re.sub(r"iterations: \d+", "iterations: many", GOOD)
+    assert bad != GOOD
+    path = _write(tmp_path, bad)
     err = _error_line(capsys, ["train", path])
     assert "training.iterations" in err and "many" in err
 

@@ -36,6 +36,13 @@ TINY_MODELS: dict[str, TinySpec] = {
 _BUILD_VERSION = 1  # bump when the build recipe changes, so caches rebuild
 
 
+def quiet_transformers() -> None:
+    """No per-file progress bars from transformers: mas prints its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("MAS_CACHE", Path.home() / ".cache" / "mas"))
 
@@ -74,6 +81,7 @@ def build_tiny(name: str, seed: int = 0) -> Path:
 
     from mas.agents.tokenizer import train_tokenizer
 
+    quiet_transformers()
     tokenizer = train_tokenizer(corpus, vocab_size=spec.vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
