@@ -23,6 +23,11 @@ def _error_line(capsys, argv) -> str:
     return err
 
 
+def _swap(old: str, new: str) -> str:
+    assert old in GOOD, f"configs/quickstart.yaml no longer contains {old!r}"
+    return _swap(old, new)
+
+
 def _write(tmp_path, text) -> str:
     path = tmp_path / "cfg.yaml"
     path.write_text(text)
@@ -30,7 +35,7 @@ def _write(tmp_path, text) -> str:
 
 
 def test_misspelt_key(tmp_path, capsys):
-    path = _write(tmp_path, GOOD.replace("estimator: mars", "estimater: mars"))
+    path = _write(tmp_path, _swap("estimator: mars", "estimater: mars"))
     err = _error_line(capsys, ["train", path])
     assert path in err and "training.estimater" in err and "did you mean 'estimator'" in err
     assert "iterations" in err  # lists what is allowed
@@ -50,7 +55,7 @@ def test_wrong_type_from_command_line(capsys):
 
 
 def test_unknown_env(tmp_path, capsys):
-    path = _write(tmp_path, GOOD.replace("name: tic_tac_toe", "name: tic_tac_tow"))
+    path = _write(tmp_path, _swap("name: tic_tac_toe", "name: tic_tac_tow"))
     err = _error_line(capsys, ["train", path])
     assert "env.name" in err and "tic_tac_tow" in err and "kuhn_poker" in err
 
@@ -61,7 +66,7 @@ def test_missing_file(capsys):
 
 
 def test_agent_naming_missing_policy(tmp_path, capsys):
-    path = _write(tmp_path, GOOD.replace("policy: main", "policy: mian"))
+    path = _write(tmp_path, _swap("policy: main", "policy: mian"))
     err = _error_line(capsys, ["train", path])
     assert "agents[0].policy" in err and "mian" in err and "main" in err
 
@@ -90,7 +95,7 @@ def test_eval_bad_policy(capsys):
 
 def test_real_process_exit_status(tmp_path):
     """The installed entry point, as a user runs it: status 2 and a single stderr line."""
-    path = _write(tmp_path, GOOD.replace("estimator: mars", "estimater: mars"))
+    path = _write(tmp_path, _swap("estimator: mars", "estimater: mars"))
     proc = subprocess.run([sys.executable, "-m", "mas.cli", "train", path], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "estimater" in proc.stderr
