@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 import yaml
@@ -152,27 +152,22 @@ class Config:
 
 # --- loading ----------------------------------------------------------------------------------
 
-def _allowed_keys(node_type, path: list[str]) -> list[str]:
-    t = node_type
+# The dataclass behind each key path, for "allowed:" lists in error messages.
+_SECTION_TYPES = {
+    "run": RunSection, "ray": RaySection, "env": EnvSection, "rollout": RolloutSection,
+    "training": TrainingSection, "eval": EvalSection, "loss": LossSection, "policies": PolicySection,
+    "agents": AgentSection, "optimizer": OptimizerSection, "resources": ResourcesSection,
+    "sampling": SamplingSection,
+}
+
+
+def _allowed_keys(path: list[str]) -> list[str]:
+    """Field names of the section at `path` (list indices and policy names skipped)."""
+    section = Config
     for part in path:
-        if not is_dataclass(t):
-            return []
-        hints = {f.name: f.type for f in fields(t)}
-        sub = {
-            "run": RunSection, "ray": RaySection, "env": EnvSection, "rollout": RolloutSection,
-            "training": TrainingSection, "eval": EvalSection, "loss": LossSection,
-            "optimizer": OptimizerSection, "resources": ResourcesSection, "sampling": SamplingSection,
-        }
-        if part in ("policies",):
-            t = PolicySection
-            continue
-        if part == "agents":
-            t = AgentSection
-            continue
-        if part.isdigit() or part not in hints:
-            continue
-        t = sub.get(part, None)
-    return [f.name for f in fields(t)] if t is not None and is_dataclass(t) else []
+        if part in _SECTION_TYPES:
+            section = _SECTION_TYPES[part]
+    return [f.name for f in fields(section)]
 
 
 def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
@@ -186,7 +181,7 @@ def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
         path = [p for p in re.split(r"[.\[\]]", key) if p]
         if path and path[-1] == name:
             path = path[:-1]
-        allowed = _allowed_keys(Config, path)
+        allowed = _allowed_keys(path)
         hint = difflib.get_close_matches(name, allowed, n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
         where = key or name

@@ -3,10 +3,7 @@ with TensorBoard and console logs. `TrainingRun(cfg).run()` is what `mas train` 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -7,7 +7,7 @@ the `EnvState` protocol below; the rollout engine only ever talks to that protoc
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 __all__ = [
