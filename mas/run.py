@@ -12,7 +12,7 @@ import torch
 from mas.agents import bots
 from mas.agents.agent import Agent
 from mas.agents.backends.base import SamplingParams
-from mas.agents.models import load_tokenizer, quiet_transformers, resolve
+from mas.agents.models import load_tokenizer, resolve
 from mas.config import Config, ConfigError, to_yaml
 from mas.evaluation.games import MatchResult, eval_agent, format_table, play_matches
 from mas.games import make as make_env
@@ -250,7 +250,6 @@ class TrainingRun:
         cfg = self.cfg
         self._prepare_dir()
         started = time.perf_counter()
-        quiet_transformers()
         self._start()
         self._resume()
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration + 1)

@@ -122,5 +122,6 @@ def load_tokenizer(path: str):
 
 
 def load_model(path: str, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    quiet_transformers()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return model.to(device)

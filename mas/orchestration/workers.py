@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mas.agents.backends.hf import HFBackend
-from mas.agents.models import load_model, load_tokenizer, quiet_transformers
+from mas.agents.models import load_model, load_tokenizer
 from mas.training.losses import LossConfig
 from mas.training.strategies import OptimizerSettings, TorchStrategy
 from mas.training.trainer import PolicyTrainer, UpdateSettings
@@ -40,7 +40,6 @@ class PolicyWorker:
     def __init__(self, spec: WorkerSpec):
         # Ray gives an actor one thread unless told; a fixed count also keeps results reproducible.
         torch.set_num_threads(max(1, spec.threads))
-        quiet_transformers()
         torch.manual_seed(spec.seed)
         self.spec = spec
         self.tokenizer = load_tokenizer(spec.model_path)
