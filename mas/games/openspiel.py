@@ -119,9 +119,10 @@ class TicTacToeRenderer(Renderer):
 
     def view(self, state: pyspiel.State, seat: int) -> list[str]:
         rows = [r for r in str(state).splitlines() if r.strip()]
-        # The move list names every mark with its cell in one token (<X(1,1)>): a model reads the
-        # position from the token itself instead of counting grid characters.
-        moves = [self.action_text(state, i % 2, a) for i, a in enumerate(state.history())]
+        # The move list names every mark with its cell in one token (<x(1,1)>): a model reads the
+        # position from the token itself instead of counting grid characters. Lower case keeps these
+        # tokens apart from the legal actions (<X(0,2)>), which name empty cells.
+        moves = [self.action_text(state, i % 2, a).lower() for i, a in enumerate(state.history())]
         return ["Board:"] + [" ".join(r.strip().upper()) for r in rows] + [
             "Moves so far: " + (" ".join(moves) if moves else "none")
         ]

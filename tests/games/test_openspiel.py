@@ -87,7 +87,7 @@ def test_ttt_first_turn_and_known_position():
         "X . O\n"
         ". X .\n"
         ". . .\n"
-        "Moves so far: <X(1,1)> <O(0,2)> <X(0,0)>"
+        "Moves so far: <x(1,1)> <o(0,2)> <x(0,0)>"
     )
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
     assert msgs[2]["content"] == "<O(0,2)>"
