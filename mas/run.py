@@ -186,7 +186,7 @@ class TrainingRun:
             "rollout/turns": stats.turns,
         }
         for seat in range(self.env.num_seats):
-            own = [ep.returns[seat] for ep in episodes if isinstance(ep_player(ep, seat, self.agents), Agent)]
+            own = [ep.returns[seat] for ep in episodes if ep.seat_players[seat] in self.agents]
             if own:
                 metrics[f"reward/seat{seat}"] = float(np.mean(own))
         if not turns:
@@ -330,7 +330,3 @@ class TrainingRun:
             stop_worker(handle)
         self.workers = {}
 
-
-def ep_player(ep, seat: int, agents: dict[str, Agent]):
-    name = ep.seat_players[seat]
-    return agents.get(name, name)

@@ -146,6 +146,9 @@ class PolicyTrainer:
             )
             self.strategy.backward(loss)
             weight = len(rows) / token_total
+            # k3 estimate of KL(old || current) on these tokens: how far the update has moved
+            log_ratio = (logp.detach() - torch.cat([old_lp[i] for i in ids])).clamp(-10, 10)
+            info = {**info, "approx_kl": float((log_ratio.exp() - 1 - log_ratio).mean())}
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
             for k, v in info.items():
                 totals[k] = totals.get(k, 0.0) + v * weight
