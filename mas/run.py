@@ -21,15 +21,12 @@ from mas.orchestration.handles import gather
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
 from mas.orchestration.workers import WorkerSpec
 from mas.records import TurnBatch
+from mas.seeding import stable_seed
 from mas.training import checkpoint
 from mas.training.advantages import make_estimator
 from mas.training.losses import LossConfig
 from mas.training.strategies import OptimizerSettings
 from mas.training.trainer import UpdateSettings
-
-
-def stable_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
 def env_spec(cfg: Config) -> dict:

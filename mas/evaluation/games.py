@@ -10,6 +10,7 @@ import numpy as np
 from mas.agents.agent import Agent
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
 from mas.records import Episode
+from mas.seeding import stable_seed
 
 Z95 = 1.959963984540054
 
@@ -82,7 +83,7 @@ def play_matches(
         seat = i % num_seats
         players = [opponent] * num_seats
         players[seat] = player
-        seed_i = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+        seed_i = stable_seed(seed, i)
         specs.append(EpisodeSpec(episode_id=first_episode_id + i, group_id=first_episode_id + i, seed=seed_i, players=players))
     episodes, _ = engine.play(specs, seed=seed)
     by_seat: dict[int, list[tuple[str, float]]] = {s: [] for s in range(num_seats)}

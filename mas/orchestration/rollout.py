@@ -16,6 +16,7 @@ from mas.agents.backends.base import GenerationRequest
 from mas.agents.chat import PromptTokenizer
 from mas.orchestration.handles import gather
 from mas.records import Episode, Turn
+from mas.seeding import stable_seed
 
 Player = Union[Agent, Any]  # an Agent, or a bot with `name` and `act(state, seat, rng) -> str`
 
@@ -58,10 +59,6 @@ class _Live:
     steps: int = 0
 
 
-def _stable_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
-
-
 class RolloutEngine:
     def __init__(self, env, handles: dict[str, Any], tokenizers: dict[str, Any]):
         self.env = env
@@ -72,7 +69,7 @@ class RolloutEngine:
         start = time.perf_counter()
         stats = RolloutStats()
         live = [
-            _Live(s, self.env.reset(s.seed), np.random.default_rng(_stable_seed(s.seed, 7)), defaultdict(_SeatContext), [])
+            _Live(s, self.env.reset(s.seed), np.random.default_rng(stable_seed(s.seed, 7)), defaultdict(_SeatContext), [])
             for s in specs
         ]
         round_index = 0
@@ -94,7 +91,7 @@ class RolloutEngine:
                     "generate",
                     [item[3] for item in pending[(policy, sampling)]],
                     sampling,
-                    _stable_seed(seed, round_index, i),
+                    stable_seed(seed, round_index, i),
                 )
                 for i, (policy, sampling) in enumerate(keys)
             ]

@@ -19,7 +19,7 @@ class UpdateSettings:
     micro_batch_tokens: int = 16384  # padded tokens per forward/backward
 
 
-def _response_logits(model, batch: list[PackedSequence], device) -> tuple[torch.Tensor, list[int]]:
+def _response_logits(model, batch: list[PackedSequence], device) -> torch.Tensor:
     """Logits `[N, V]` that predict each response token of `batch`, in order, computed only where
     needed (the LM head runs on the N target positions, not on every position)."""
     width = max(len(s.input_ids) for s in batch)
@@ -39,11 +39,11 @@ def _response_logits(model, batch: list[PackedSequence], device) -> tuple[torch.
     else:
         hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
         logits = model.get_output_embeddings()(hidden[rows, cols])
-    return logits, [t for s in batch for t in s.target_pos]
+    return logits
 
 
 def _target_logprobs(model, batch: list[PackedSequence], device, truncation=(0, 1.0)):
-    logits, _ = _response_logits(model, batch, device)
+    logits = _response_logits(model, batch, device)
     targets = torch.tensor([t for s in batch for t in (s.input_ids[p] for p in s.target_pos)], device=device)
     temps = torch.tensor([t for s in batch for t in s.temperature], device=device)
     allowed = None
@@ -132,11 +132,12 @@ class PolicyTrainer:
         for batch in micro_batches([sequences[i] for i in chosen], self.settings.micro_batch_tokens):
             ids = [index[id(s)] for s in batch]
             logp, _ = _target_logprobs(self.model, batch, self.device, self.truncation)
+            old = torch.cat([old_lp[i] for i in ids])
             rows = [r for s in batch for r in s.target_row]
             local = {r: j for j, r in enumerate(dict.fromkeys(rows))}
             loss, info = policy_loss(
                 logp,
-                torch.cat([old_lp[i] for i in ids]),
+                old,
                 adv[rows].to(self.device),
                 torch.tensor([local[r] for r in rows], device=self.device),
                 self.loss_cfg,
@@ -147,7 +148,7 @@ class PolicyTrainer:
             self.strategy.backward(loss)
             weight = len(rows) / token_total
             # k3 estimate of KL(old || current) on these tokens: how far the update has moved
-            log_ratio = (logp.detach() - torch.cat([old_lp[i] for i in ids])).clamp(-10, 10)
+            log_ratio = (logp.detach() - old).clamp(-10, 10)
             info = {**info, "approx_kl": float((log_ratio.exp() - 1 - log_ratio).mean())}
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
             for k, v in info.items():

@@ -5,7 +5,9 @@ decoding and the returned log-probs follow `mas.training.logprobs.processed_logp
 function the trainer uses, so the first update's importance ratio is exactly 1 up to float error."""
 from __future__ import annotations
 
+import glob
 import inspect
+import os
 from typing import Any
 
 import torch
@@ -66,8 +68,6 @@ class HFBackend:
     def set_weights(self, weights: dict[str, Any] | str) -> None:
         if isinstance(weights, str):
             from safetensors.torch import load_file
-            import glob
-            import os
 
             state: dict[str, Any] = {}
             for file in sorted(glob.glob(os.path.join(weights, "*.safetensors"))):
