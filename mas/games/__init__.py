@@ -22,6 +22,7 @@ from mas.games.base import (
     register_env,
 )
 from mas.games import openspiel as _openspiel  # noqa: F401  (registers openspiel, tic_tac_toe, kuhn_poker)
+from mas.games import workflow as _workflow  # noqa: F401  (registers workflow)
 
 __all__ = [
     "Env",
@@ -29,6 +30,7 @@ __all__ = [
     "RewardConfig",
     "StepResult",
     "available_envs",
+    "env_spec",
     "extract_answer",
     "make",
     "parse_action",
@@ -59,3 +61,23 @@ def make(spec: Any) -> Env:
         if "unexpected keyword argument" in msg or "missing" in msg and "required" in msg:
             raise ValueError(f"env '{name}': {msg.split(') ', 1)[-1]}") from None
         raise
+
+
+def env_spec(cfg) -> dict:
+    """The `make` spec of a run config's `env` section (`cfg` is a `mas.config.Config`)."""
+    e = cfg.env
+    if e.name == "workflow":
+        from dataclasses import asdict
+
+        spec = {"name": "workflow", "workflow": asdict(e.workflow), "history": e.history}
+        if e.task is not None:
+            spec["task"] = asdict(e.task)
+    else:
+        spec = {"name": e.name, "rewards": e.rewards, "format_reward": e.format_reward,
+                "invalid_penalty": e.invalid_penalty, "draw_reward": e.draw_reward, "max_turns": e.max_turns,
+                "prompt": e.prompt, "history": e.history}
+        if e.game is not None:
+            spec["game"] = e.game
+    if e.id is not None:
+        spec["id"] = e.id
+    return spec

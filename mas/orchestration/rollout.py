@@ -140,7 +140,10 @@ class RolloutEngine:
         if agent.constrained:
             legal = ep.state.legal_actions(seat)
             if legal:
-                candidates = prompts.answer_candidates([agent.answer_format.format(action=a) for a in legal])
+                # an env may say how answers are written for a seat (a verifier's <verify>...)
+                template = getattr(ep.state, "answer_template", None)
+                fmt = template(seat) if template else agent.answer_format
+                candidates = prompts.answer_candidates([fmt.format(action=a) for a in legal])
         return GenerationRequest(prompt_ids=ids, candidates=candidates)
 
     def _record(self, ep: _Live, seat: int, agent: Agent, request, gen, stats: RolloutStats) -> None:
@@ -161,6 +164,7 @@ class RolloutEngine:
             text=gen.text,
             allowed_ids=gen.allowed_ids,
             truncated=not gen.finished,
+            agent_group=agent.group or agent.name,
         )
         ctx.turns += 1
         ctx.last_turn = turn
