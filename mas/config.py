@@ -26,6 +26,7 @@ class RunSection:
     seed: int = 0
     save_every: int = 5  # iterations between committed checkpoints (the last one is always saved)
     keep_last: int = 0  # committed steps to keep; 0 keeps all
+    max_restarts: int = 3  # worker deaths survived per run (restart from the last checkpoint, replay)
 
 
 @dataclass
@@ -62,6 +63,8 @@ class PolicySection:
     device: str = "cpu"
     trainable: bool = True
     max_batch_size: int = 256  # prompts per forward pass in generation
+    strategy: str = "torch"  # optimisation: torch | deepspeed (extra)
+    zero_stage: int = 2  # DeepSpeed ZeRO stage (1 or 2) when strategy is deepspeed
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     resources: ResourcesSection = field(default_factory=ResourcesSection)
 
@@ -76,11 +79,41 @@ class SamplingSection:
 
 
 @dataclass
+class OptimizerOverrideSection:
+    """Per-agent optimizer settings; only for an agent that has its policy to itself."""
+    lr: Optional[float] = None
+    betas: Optional[List[float]] = None
+    eps: Optional[float] = None
+    weight_decay: Optional[float] = None
+    grad_clip: Optional[float] = None
+
+
+@dataclass
 class AgentSection:
     name: str = MISSING
     policy: str = MISSING
     role_prompt: str = ""
+    group: Optional[str] = None  # functional group (shared baselines); default: the agent's own name
     sampling: SamplingSection = field(default_factory=SamplingSection)
+    optimizer: Optional[OptimizerOverrideSection] = None
+
+
+@dataclass
+class WorkflowSection:
+    type: str = "loop"  # chain | loop | debate | router
+    agents: List[str] = field(default_factory=list)  # seats: chain order, loop [solver, verifier], ...
+    max_rounds: int = 2
+    aggregator: Optional[str] = None  # debate: the agent that gives the final answer
+    router: Optional[str] = None  # router: the agent that picks who answers
+    correct_reward: float = 1.0
+    invalid_penalty: float = 0.1
+
+
+@dataclass
+class TaskSection:
+    name: str = "arithmetic"
+    max_value: int = 20  # answers and intermediate counts lie in 0..max_value
+    steps: int = 1  # operations per problem
 
 
 @dataclass
@@ -96,6 +129,14 @@ class EnvSection:
     prompt: str = "full"  # full (MARS-style rules) | compact (one line, for tiny models)
     history: bool = True  # false: each turn is a fresh chat (system + current state)
     seats: Optional[List[str]] = None  # agent per seat; default: one agent plays every seat
+    workflow: Optional[WorkflowSection] = None  # for name=workflow
+    task: Optional[TaskSection] = None  # for name=workflow (default: arithmetic)
+
+
+@dataclass
+class SchedulingSection:
+    strategy: str = "split"  # split: own bundles per policy | colocate: policies share GPU bundles
+    offload: bool = True  # colocate: idle models leave the GPU between phases
 
 
 @dataclass
@@ -141,6 +182,7 @@ class EvalSection:
 class Config:
     run: RunSection = field(default_factory=RunSection)
     ray: RaySection = field(default_factory=RaySection)
+    scheduling: SchedulingSection = field(default_factory=SchedulingSection)
     env: EnvSection = field(default_factory=EnvSection)
     policies: Dict[str, PolicySection] = field(default_factory=dict)
     agents: List[AgentSection] = field(default_factory=list)
@@ -157,15 +199,18 @@ _SECTION_TYPES = {
     "run": RunSection, "ray": RaySection, "env": EnvSection, "rollout": RolloutSection,
     "training": TrainingSection, "eval": EvalSection, "loss": LossSection, "policies": PolicySection,
     "agents": AgentSection, "optimizer": OptimizerSection, "resources": ResourcesSection,
-    "sampling": SamplingSection,
+    "sampling": SamplingSection, "scheduling": SchedulingSection, "workflow": WorkflowSection,
+    "task": TaskSection,
 }
 
 
 def _allowed_keys(path: list[str]) -> list[str]:
     """Field names of the section at `path` (list indices and policy names skipped)."""
     section = Config
-    for part in path:
-        if part in _SECTION_TYPES:
+    for i, part in enumerate(path):
+        if part == "optimizer" and "agents" in path[:i]:
+            section = OptimizerOverrideSection
+        elif part in _SECTION_TYPES:
             section = _SECTION_TYPES[part]
     return [f.name for f in fields(section)]
 
@@ -264,96 +309,8 @@ def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-# --- validation beyond types ------------------------------------------------------------------
-
-def _choice(source: str, key: str, value: Any, allowed: list[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{source}: {key}: unknown name '{value}'; allowed: {', '.join(allowed)}")
-
-
-def _positive(source: str, key: str, value, zero_ok: bool = False) -> None:
-    if value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(f"{source}: {key}: must be {bound}, got {value}")
-
-
 def validate(cfg: Config, source: str = "config") -> None:
-    """Checks that need more than types: registered names, references, ranges, files."""
-    from mas.agents import bots
-    from mas.agents.models import is_builtin, available_models
-    from mas.games import available_envs
-    from mas.training.advantages import available_estimators
+    """Checks that need more than types (mas/config_checks.py)."""
+    from mas.config_checks import check_config
 
-    _choice(source, "env.name", cfg.env.name, available_envs())
-    _choice(source, "env.rewards", cfg.env.rewards, ["mars", "raw"])
-    _choice(source, "env.prompt", cfg.env.prompt, ["full", "compact"])
-    _choice(source, "training.estimator", cfg.training.estimator, available_estimators())
-    _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
-    _choice(source, "training.loss.agg", cfg.training.loss.agg,
-            ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
-    if not cfg.policies:
-        raise ConfigError(f"{source}: policies: at least one policy is required")
-    if not cfg.agents:
-        raise ConfigError(f"{source}: agents: at least one agent is required")
-    for name, pol in cfg.policies.items():
-        key = f"policies.{name}"
-        _choice(source, f"{key}.backend", pol.backend, ["hf"])
-        _choice(source, f"{key}.dtype", pol.dtype, ["float32", "bfloat16", "float16"])
-        if not is_builtin(pol.model):
-            if pol.model.startswith("tiny-"):
-                _choice(source, f"{key}.model", pol.model, available_models())
-            looks_like_hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", pol.model) and not pol.model.startswith(".")
-            if not os.path.isdir(os.path.expanduser(pol.model)) and not looks_like_hub_id:
-                raise ConfigError(
-                    f"{source}: {key}.model: '{pol.model}' is neither a built-in model "
-                    f"({', '.join(available_models())}) nor an existing folder"
-                )
-        _positive(source, f"{key}.optimizer.lr", pol.optimizer.lr)
-        _positive(source, f"{key}.resources.threads", pol.resources.threads)
-        _positive(source, f"{key}.resources.num_cpus", pol.resources.num_cpus, zero_ok=True)
-    seen = set()
-    for i, agent in enumerate(cfg.agents):
-        key = f"agents[{i}]"
-        if agent.name in seen:
-            raise ConfigError(f"{source}: {key}.name: duplicate agent name '{agent.name}'")
-        seen.add(agent.name)
-        _choice(source, f"{key}.policy", agent.policy, sorted(cfg.policies))
-        _positive(source, f"{key}.sampling.temperature", agent.sampling.temperature, zero_ok=True)
-        _positive(source, f"{key}.sampling.max_new_tokens", agent.sampling.max_new_tokens)
-        if not 0 < agent.sampling.top_p <= 1:
-            raise ConfigError(f"{source}: {key}.sampling.top_p: must be in (0, 1], got {agent.sampling.top_p}")
-    if cfg.env.seats is not None:
-        for j, name in enumerate(cfg.env.seats):
-            _choice(source, f"env.seats[{j}]", name, sorted(seen))
-    for spec, share in cfg.rollout.opponents.items():
-        try:
-            bots.check_spec(spec)
-        except ValueError as err:
-            raise ConfigError(f"{source}: rollout.opponents: {err}") from None
-        if not 0 <= share <= 1:
-            raise ConfigError(f"{source}: rollout.opponents.{spec}: a share in [0, 1], got {share}")
-    if sum(cfg.rollout.opponents.values()) > 1:
-        raise ConfigError(f"{source}: rollout.opponents: shares add up to more than 1")
-    for key, specs in (("eval.opponents", cfg.eval.opponents), ("eval.final_opponents", cfg.eval.final_opponents)):
-        for spec in specs:
-            try:
-                bots.check_spec(spec)
-            except ValueError as err:
-                raise ConfigError(f"{source}: {key}: {err}") from None
-    _positive(source, "rollout.episodes", cfg.rollout.episodes)
-    _positive(source, "rollout.group_size", cfg.rollout.group_size)
-    if cfg.rollout.episodes % cfg.rollout.group_size:
-        raise ConfigError(f"{source}: rollout.episodes must be a multiple of rollout.group_size")
-    _positive(source, "training.iterations", cfg.training.iterations)
-    _positive(source, "training.ppo_epochs", cfg.training.ppo_epochs)
-    _positive(source, "training.mini_batches", cfg.training.mini_batches)
-    _positive(source, "run.save_every", cfg.run.save_every)
-    _positive(source, "eval.every", cfg.eval.every, zero_ok=True)
-    if cfg.resume is not None and not os.path.isdir(cfg.resume):
-        raise ConfigError(f"{source}: resume: run folder '{cfg.resume}' not found")
-    try:
-        from mas.training.advantages import make_estimator
-
-        make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
-    except ValueError as err:
-        raise ConfigError(f"{source}: training.estimator_args: {str(err).splitlines()[0]}") from None
+    check_config(cfg, source)

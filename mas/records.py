@@ -31,6 +31,7 @@ class Turn:
     # (None where decoding was free). Training renormalizes over the same sets.
     allowed_ids: list[list[int]] | None = None
     truncated: bool = False  # cut off at max_new_tokens without end-of-sequence
+    agent_group: str = ""  # the agent's functional group (shared baselines); "" = the agent itself
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Episode:
 
 
 _INT_COLUMNS = ("episode_id", "group_id", "seat", "turn", "step")
-_STR_COLUMNS = ("env", "agent", "policy")
+_STR_COLUMNS = ("env", "agent", "policy", "agent_group")
 
 
 class TurnBatch:
@@ -77,9 +78,11 @@ class TurnBatch:
         policy: Sequence[str] | str | None = None,
         step: Sequence[int] | None = None,
         valid: Sequence[bool] | None = None,
+        agent_group: Sequence[str] | str | None = None,
     ) -> "TurnBatch":
         """A batch from plain lists with no token data, for estimator tests and comparisons.
-        A string for `env`, `agent` or `policy` applies to every row; `step` defaults to `turn`."""
+        A string for `env`, `agent`, `policy` or `agent_group` applies to every row; `step` defaults
+        to `turn`, `policy` and `agent_group` to `agent`."""
         n = len(episode_id)
 
         def spread(value, default):
@@ -96,6 +99,7 @@ class TurnBatch:
             "env": spread(env, "env"),
             "agent": spread(agent, "agent"),
             "policy": spread(policy, spread(agent, "agent")),
+            "agent_group": spread(agent_group, spread(agent, "agent")),
             "valid": torch.as_tensor([True] * n if valid is None else list(valid), dtype=torch.bool),
         }
         return cls(cols)
@@ -111,6 +115,7 @@ class TurnBatch:
         cols["valid"] = torch.as_tensor([t.valid for t in turns], dtype=torch.bool)
         for name in _STR_COLUMNS:
             cols[name] = [getattr(t, name) for t in turns]
+        cols["agent_group"] = [t.agent_group or t.agent for t in turns]
         return cls(cols, turns)
 
     # --- access -------------------------------------------------------------------------------

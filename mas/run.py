@@ -11,84 +11,30 @@ import torch
 
 from mas.agents import bots
 from mas.agents.agent import Agent
-from mas.agents.backends.base import SamplingParams
 from mas.agents.models import load_tokenizer, resolve
 from mas.config import Config, ConfigError, to_yaml
 from mas.evaluation.games import MatchResult, eval_agent, format_table, play_matches
-from mas.games import make as make_env
+from mas.evaluation.workflows import format_accuracy_table, team_accuracy
+from mas.games import env_spec, make as make_env
 from mas.orchestration.cluster import start_ray, start_worker, stop_worker
 from mas.orchestration.handles import gather
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
-from mas.orchestration.workers import WorkerSpec
+from mas.orchestration.scheduler import ResourcePool, check_capacity, local_capacity, plan_placement
+from mas.orchestration.topology import build_agents, seat_agents, worker_spec
 from mas.records import TurnBatch
 from mas.seeding import stable_seed
 from mas.training import checkpoint
 from mas.training.advantages import make_estimator
-from mas.training.losses import LossConfig
-from mas.training.strategies import OptimizerSettings
-from mas.training.trainer import UpdateSettings
 
 
-def env_spec(cfg: Config) -> dict:
-    e = cfg.env
-    spec = {"name": e.name, "rewards": e.rewards, "format_reward": e.format_reward,
-            "invalid_penalty": e.invalid_penalty, "draw_reward": e.draw_reward, "max_turns": e.max_turns,
-            "prompt": e.prompt, "history": e.history}
-    if e.game is not None:
-        spec["game"] = e.game
-    if e.id is not None:
-        spec["id"] = e.id
-    return spec
+def _worker_death_errors() -> tuple:
+    """Exceptions that mean a worker process is gone (none without Ray: in-process workers)."""
+    try:
+        import ray
 
-
-def build_agents(cfg: Config) -> dict[str, Agent]:
-    return {
-        a.name: Agent(
-            name=a.name,
-            policy=a.policy,
-            role_prompt=a.role_prompt,
-            sampling=SamplingParams(a.sampling.temperature, a.sampling.top_p, a.sampling.top_k, a.sampling.max_new_tokens),
-            constrained=a.sampling.constrained,
-        )
-        for a in cfg.agents
-    }
-
-
-def seat_agents(cfg: Config, agents: dict[str, Agent], num_seats: int) -> list[Agent]:
-    if cfg.env.seats is not None:
-        names = list(cfg.env.seats)
-    elif len(agents) == 1:
-        names = list(agents) * num_seats  # self-play: one agent plays every seat
-    else:
-        names = list(agents)
-    if len(names) != num_seats:
-        raise ConfigError(
-            f"env.seats: the env has {num_seats} seats but {len(names)} agents are assigned; "
-            "list one agent per seat in env.seats"
-        )
-    return [agents[n] for n in names]
-
-
-def worker_spec(cfg: Config, policy: str, model_path: str, *, trainable: bool = True) -> WorkerSpec:
-    p = cfg.policies[policy]
-    loss = cfg.training.loss
-    max_new = max((a.sampling.max_new_tokens for a in cfg.agents if a.policy == policy), default=None)
-    return WorkerSpec(
-        policy=policy,
-        model_path=model_path,
-        seed=stable_seed(cfg.run.seed, p.seed),
-        device=p.device,
-        dtype=p.dtype,
-        threads=p.resources.threads,
-        optimizer=OptimizerSettings(lr=p.optimizer.lr, betas=tuple(p.optimizer.betas), eps=p.optimizer.eps,
-                                    weight_decay=p.optimizer.weight_decay, grad_clip=p.optimizer.grad_clip),
-        loss=LossConfig(clip_low=loss.clip_low, clip_high=loss.clip_high, dual_clip=loss.dual_clip,
-                        kl_coef=loss.kl_coef, kl_estimator=loss.kl_estimator, agg=loss.agg, max_new_tokens=max_new),
-        update=UpdateSettings(ppo_epochs=cfg.training.ppo_epochs, mini_batches=cfg.training.mini_batches,
-                              micro_batch_tokens=cfg.training.micro_batch_tokens),
-        max_batch_size=p.max_batch_size,
-        trainable=trainable and p.trainable,
-    )
+        return (ray.exceptions.RayActorError,)
+    except ImportError:
+        return ()
 
 
 class TrainingRun:
@@ -96,29 +42,44 @@ class TrainingRun:
         self.cfg = cfg
         self.progress = progress
         self.env = make_env(env_spec(cfg))
+        self.team = getattr(self.env, "team", False)  # a workflow: every seat on one side
         self.agents = build_agents(cfg)
-        self.seats = seat_agents(cfg, self.agents, self.env.num_seats)
+        self.seats = seat_agents(cfg, self.agents, self.env)
         self.opponent_bots = {spec: bots.make(spec, self.env) for spec in cfg.rollout.opponents}
-        self.eval_bots = {spec: bots.make(spec, self.env) for spec in dict.fromkeys(cfg.eval.opponents + cfg.eval.final_opponents)}
+        eval_specs = [] if self.team else dict.fromkeys(cfg.eval.opponents + cfg.eval.final_opponents)
+        self.eval_bots = {spec: bots.make(spec, self.env) for spec in eval_specs}
         self.estimator = make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
         self.run_dir = Path(cfg.resume or cfg.run.dir or Path("runs") / cfg.run.name)
         self.model_paths = {name: resolve(p.model, p.seed) for name, p in cfg.policies.items()}
+        self.plan = plan_placement(cfg)
+        if cfg.ray.enabled and not cfg.ray.address:  # refused before anything starts
+            check_capacity(self.plan, local_capacity(cfg))
+        self.pool = None
         self.workers: dict = {}
         self.writer = None
         self.start_iteration = 0
         self.history: list[dict] = []
+        self.restarts = 0
 
     # --- setup --------------------------------------------------------------------------------
     def _start(self) -> None:
         cfg = self.cfg
         if cfg.ray.enabled:
             start_ray(cfg.ray.address, dashboard=cfg.ray.dashboard, num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus)
-        for name, path in self.model_paths.items():
-            res = cfg.policies[name].resources
-            self.workers[name] = start_worker(worker_spec(cfg, name, path), use_ray=cfg.ray.enabled,
-                                              num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+            if cfg.ray.address:
+                import ray
+
+                check_capacity(self.plan, ray.cluster_resources(), f"the cluster at {cfg.ray.address}")
+            self.pool = ResourcePool(self.plan)
+        self._start_workers()
         tokenizers = {name: load_tokenizer(path) for name, path in self.model_paths.items()}
         self.engine = RolloutEngine(self.env, self.workers, tokenizers)
+
+    def _start_workers(self) -> None:
+        for name, path in self.model_paths.items():
+            options = self.pool.actor_options(name) if self.pool else None
+            self.workers[name] = start_worker(worker_spec(self.cfg, name, path), use_ray=self.cfg.ray.enabled,
+                                              options=options)
 
     def _prepare_dir(self) -> None:
         cfg = self.cfg
@@ -144,6 +105,32 @@ class TrainingRun:
         self.estimator.load_state_dict(state["estimator"])
         self.history = [h for h in state["history"] if h["iteration"] <= self.start_iteration]
         print(f"resumed {self.run_dir} at iteration {self.start_iteration} ({latest.name})")
+
+    def _open_writer(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        if self.writer is not None:
+            self.writer.close()
+        # purge_step drops events logged after the step we continue from (a replay rewrites them)
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration + 1)
+
+    def _recover(self, err: Exception) -> None:
+        """A worker died: start every worker again, load the last committed step (or the initial
+        weights) and continue from there. Seeds derive from (run seed, iteration), so the replayed
+        iterations are the ones the dead worker would have run."""
+        self.restarts += 1
+        if self.restarts > self.cfg.run.max_restarts:
+            raise RuntimeError(f"a worker died {self.restarts} times (run.max_restarts={self.cfg.run.max_restarts}); "
+                               f"last error: {str(err).splitlines()[0]}") from err
+        latest = checkpoint.latest_committed(self.run_dir)
+        print(f"worker lost ({type(err).__name__}); restart {self.restarts}/{self.cfg.run.max_restarts} "
+              f"from {latest.name if latest else 'the initial weights'}")
+        self.shutdown()
+        self._start_workers()
+        self.estimator = make_estimator(self.cfg.training.estimator, **self.cfg.training.estimator_args)
+        self.start_iteration, self.history = 0, []
+        self._resume()
+        self._open_writer()
 
     # --- one iteration ------------------------------------------------------------------------
     def episode_specs(self, iteration: int) -> list[EpisodeSpec]:
@@ -186,24 +173,37 @@ class TrainingRun:
             own = [ep.returns[seat] for ep in episodes if ep.seat_players[seat] in self.agents]
             if own:
                 metrics[f"reward/seat{seat}"] = float(np.mean(own))
+        if self.team:
+            metrics["reward/team_accuracy"] = float(np.mean([ep.outcomes[0] == "win" for ep in episodes]))
         if not turns:
             return metrics
-        batch = TurnBatch.from_turns(turns)
-        advantages = self.estimator(batch).tolist()
+        advantages = self.estimator(TurnBatch.from_turns(turns)).tolist()
         t1 = time.perf_counter()
-        futures, names = [], []
-        for policy, handle in self.workers.items():
-            rows = [i for i, t in enumerate(turns) if t.policy == policy]
-            if rows and self.cfg.policies[policy].trainable:
-                futures.append(handle.submit("update", [turns[i] for i in rows], [advantages[i] for i in rows],
-                                             stable_seed(self.cfg.run.seed, it, 2)))
-                names.append(policy)
-        for policy, m in zip(names, gather(futures)):
-            for k, v in m.items():
-                metrics[f"train/{policy}/{k}"] = v
+        metrics.update(self.update_policies(turns, advantages, stable_seed(self.cfg.run.seed, it, 2)))
         metrics["perf/update_s"] = time.perf_counter() - t1
         metrics["perf/iteration_s"] = time.perf_counter() - t0
         return metrics
+
+    def update_policies(self, turns: list, advantages: list[float], seed: int) -> dict[str, float]:
+        """Each trainable policy learns from its own rows: side by side (split), or one after
+        another with only the active model on the shared device (colocate)."""
+        jobs = []
+        for policy, handle in self.workers.items():
+            rows = [i for i, t in enumerate(turns) if t.policy == policy]
+            if rows and self.cfg.policies[policy].trainable:
+                jobs.append((policy, handle, [turns[i] for i in rows], [advantages[i] for i in rows]))
+        if self.cfg.scheduling.strategy == "colocate":
+            results = []
+            offload = self.cfg.scheduling.offload
+            for policy, handle, rows, adv in jobs:
+                if offload:
+                    gather([h.submit("offload") for name, h in self.workers.items() if name != policy])
+                results.append(handle.call("update", rows, adv, seed))
+            if offload:
+                gather([h.submit("onload") for h in self.workers.values()])
+        else:
+            results = gather([handle.submit("update", rows, adv, seed) for _, handle, rows, adv in jobs])
+        return {f"train/{policy}/{k}": v for (policy, *_), m in zip(jobs, results) for k, v in m.items()}
 
     # --- evaluation ---------------------------------------------------------------------------
     def evaluate(self, player, opponents: list[str], games: int, seed: int) -> dict[str, MatchResult]:
@@ -213,10 +213,17 @@ class TrainingRun:
                                             games, stable_seed(seed, i))
         return results
 
+    def evaluate_team(self, games: int, seed: int) -> dict:
+        players = [eval_agent(a, self.cfg.eval.temperature) for a in self.seats]
+        return team_accuracy(self.engine, players, games, seed)
+
     def _eval_metrics(self, done: int) -> dict[str, float]:
         cfg = self.cfg
-        results = self.evaluate(self.eval_player(), cfg.eval.opponents, cfg.eval.games,
-                                stable_seed(cfg.run.seed, 999, done))
+        seed = stable_seed(cfg.run.seed, 999, done)
+        if self.team:
+            r = self.evaluate_team(cfg.eval.games, seed)
+            return {"eval/team/accuracy": r["accuracy"], "eval/team/invalid": r["invalid"]}
+        results = self.evaluate(self.eval_player(), cfg.eval.opponents, cfg.eval.games, seed)
         return {f"eval/{spec}/{key}": res.overall[key]
                 for spec, res in results.items() for key in ("win", "draw", "loss", "invalid", "non_loss")}
 
@@ -241,42 +248,60 @@ class TrainingRun:
 
     # --- main loop ----------------------------------------------------------------------------
     def run(self) -> dict:
-        from torch.utils.tensorboard import SummaryWriter
+        self._prepare_dir()
+        try:
+            return self._run()
+        finally:  # also on errors: a shared Ray session gets its CPUs and GPUs back
+            self.shutdown()
+            if self.pool is not None:
+                self.pool.remove()
+                self.pool = None
+            if self.writer is not None:
+                self.writer.close()
+
+    def _run(self) -> dict:
         from tqdm import tqdm
 
         cfg = self.cfg
-        self._prepare_dir()
         started = time.perf_counter()
         self._start()
         self._resume()
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration + 1)
+        self._open_writer()
         total = cfg.training.iterations
         bar = tqdm(total=total, initial=self.start_iteration, desc=f"train {cfg.run.name}", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
         train_seconds = 0.0
+        lost = _worker_death_errors()
         if cfg.eval.every and self.start_iteration == 0:  # the untrained starting point of the curve
             self._log(0, self._eval_metrics(0))
-        for it in range(self.start_iteration, total):
+        it = self.start_iteration
+        while it < total:
             t0 = time.perf_counter()
-            metrics = self.iteration(it)
-            train_seconds += time.perf_counter() - t0
-            done = it + 1
-            if cfg.eval.every and (done % cfg.eval.every == 0 or done == total):
-                metrics.update(self._eval_metrics(done))
-            self._log(done, metrics)
-            if done % cfg.run.save_every == 0 or done == total:
-                self.save(done)
+            try:
+                metrics = self.iteration(it)
+                train_seconds += time.perf_counter() - t0
+                done = it + 1
+                if cfg.eval.every and (done % cfg.eval.every == 0 or done == total):
+                    metrics.update(self._eval_metrics(done))
+                self._log(done, metrics)
+                if done % cfg.run.save_every == 0 or done == total:
+                    self.save(done)
+            except lost as err:
+                self._recover(err)
+                it = self.start_iteration
+                bar.n = it
+                bar.refresh()
+                continue
             bar.set_postfix(self._postfix(metrics), refresh=False)
             bar.update(1)
+            it = done
         bar.close()
-        summary = {"run_dir": str(self.run_dir), "train_seconds": train_seconds,
+        summary = {"run_dir": str(self.run_dir), "train_seconds": train_seconds, "worker_restarts": self.restarts,
                    "history": self.history}
-        if cfg.eval.final_games and cfg.eval.final_opponents:
+        if cfg.eval.final_games and (self.team or cfg.eval.final_opponents):
             summary["final_eval"] = self.final_evaluation()
         summary["total_seconds"] = time.perf_counter() - started
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        self.writer.close()
-        self.shutdown()
         return summary
 
     def _postfix(self, m: dict) -> dict:
@@ -291,33 +316,48 @@ class TrainingRun:
         for k, v in m.items():
             if k.startswith("eval/") and k.endswith("/non_loss"):
                 out[f"vs_{k.split('/')[1]}"] = f"{v:.2f}"
+        if "eval/team/accuracy" in m:
+            out["eval_acc"] = f"{m['eval/team/accuracy']:.2f}"
         losses = [v for k, v in m.items() if k.endswith("/loss") and k.startswith("train/")]
         if losses:
             out["loss"] = f"{np.mean(losses):+.3f}"
         out["games/s"] = f"{m.get('perf/games_per_s', 0):.1f}"
         return out
 
+    def _with_initial(self, policies: list[str], evaluate):
+        """Run `evaluate()` with the untrained weights of `policies` (in-process, frozen)."""
+        saved = {p: self.engine.handles[p] for p in policies}
+        for p in policies:
+            self.engine.handles[p] = start_worker(worker_spec(self.cfg, p, self.model_paths[p], trainable=False),
+                                                  use_ray=False)
+        try:
+            return evaluate()
+        finally:
+            self.engine.handles.update(saved)
+
     def final_evaluation(self) -> dict:
         cfg = self.cfg
         seed = stable_seed(cfg.run.seed, 4242)
-        table: dict[str, dict[str, MatchResult]] = {}
         t0 = time.perf_counter()
-        table["trained"] = self.evaluate(self.eval_player(), cfg.eval.final_opponents, cfg.eval.final_games, seed)
-        if cfg.eval.compare_initial:
-            policy = self.seats[0].policy
-            initial = start_worker(worker_spec(cfg, policy, self.model_paths[policy], trainable=False),
-                                   use_ray=False)
-            saved = self.engine.handles[policy]
-            self.engine.handles[policy] = initial
-            try:
-                table["initial"] = self.evaluate(self.eval_player(), cfg.eval.final_opponents, cfg.eval.final_games, seed)
-            finally:
-                self.engine.handles[policy] = saved
-            random_bot = bots.make("random", self.env)
-            table["random-bot"] = self.evaluate(random_bot, cfg.eval.final_opponents, cfg.eval.final_games, seed)
-        print("\nfinal evaluation (95% Wilson intervals; an invalid game counts as a loss)")
-        print(format_table(table))
-        out = {player: {opp: r.to_json() for opp, r in results.items()} for player, results in table.items()}
+        if self.team:
+            rows = {"trained": self.evaluate_team(cfg.eval.final_games, seed)}
+            if cfg.eval.compare_initial:
+                rows["initial"] = self._with_initial(list(self.workers), lambda: self.evaluate_team(cfg.eval.final_games, seed))
+            print("\nfinal evaluation (95% Wilson intervals)")
+            print(format_accuracy_table(rows))
+            out: dict = dict(rows)
+        else:
+            table: dict[str, dict[str, MatchResult]] = {}
+            table["trained"] = self.evaluate(self.eval_player(), cfg.eval.final_opponents, cfg.eval.final_games, seed)
+            if cfg.eval.compare_initial:
+                table["initial"] = self._with_initial(
+                    [self.seats[0].policy],
+                    lambda: self.evaluate(self.eval_player(), cfg.eval.final_opponents, cfg.eval.final_games, seed))
+                random_bot = bots.make("random", self.env)
+                table["random-bot"] = self.evaluate(random_bot, cfg.eval.final_opponents, cfg.eval.final_games, seed)
+            print("\nfinal evaluation (95% Wilson intervals; an invalid game counts as a loss)")
+            print(format_table(table))
+            out = {player: {opp: r.to_json() for opp, r in results.items()} for player, results in table.items()}
         out["seconds"] = time.perf_counter() - t0
         (self.run_dir / "eval_final.json").write_text(json.dumps(out, indent=1))
         return out
@@ -325,5 +365,4 @@ class TrainingRun:
     def shutdown(self) -> None:
         for handle in self.workers.values():
             stop_worker(handle)
-        self.workers = {}
-
+        self.workers.clear()  # the rollout engine holds this same dict

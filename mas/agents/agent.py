@@ -15,6 +15,7 @@ class Agent:
     # Constrained decoding: answers are restricted to `answer_format` filled with a legal action.
     constrained: bool = False
     answer_format: str = "<answer>{action}</answer>"
+    group: str | None = None  # functional group for shared baselines; None = its own
 
     def with_role(self, messages: list[dict]) -> list[dict]:
         """The env's messages with this agent's role prompt in front of the system message."""

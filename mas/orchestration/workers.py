@@ -5,6 +5,7 @@ controller drives it through a handle (`mas.orchestration.handles`)."""
 from __future__ import annotations
 
 import copy
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mas.agents.backends.hf import HFBackend
+from mas.agents.backends.hf import HFBackend, load_weights
 from mas.agents.models import load_model, load_tokenizer
 from mas.training.losses import LossConfig
-from mas.training.strategies import OptimizerSettings, TorchStrategy
+from mas.training.strategies import OptimizerSettings, make_strategy
 from mas.training.trainer import PolicyTrainer, UpdateSettings
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -34,6 +35,9 @@ class WorkerSpec:
     update: UpdateSettings = field(default_factory=UpdateSettings)
     max_batch_size: int = 256
     trainable: bool = True
+    backend: str = "hf"  # hf | vllm
+    strategy: str = "torch"  # torch | deepspeed
+    zero_stage: int = 2
 
 
 class PolicyWorker:
@@ -44,31 +48,80 @@ class PolicyWorker:
         self.spec = spec
         self.tokenizer = load_tokenizer(spec.model_path)
         self.model = load_model(spec.model_path, _DTYPES[spec.dtype], spec.device)
-        self.backend = HFBackend(self.model, self.tokenizer, device=spec.device, max_batch_size=spec.max_batch_size)
+        self.backend = self._make_backend(spec)
+        self.offloaded = False
         self.trainer = None
         if spec.trainable:
             ref = None
             if spec.loss.kl_coef > 0:
                 ref = copy.deepcopy(self.model).eval()
                 ref.requires_grad_(False)
+            options = {"zero_stage": spec.zero_stage} if spec.strategy == "deepspeed" else {}
             self.trainer = PolicyTrainer(
                 self.model,
-                TorchStrategy(self.model, spec.optimizer),
+                make_strategy(spec.strategy, self.model, spec.optimizer, **options),
                 spec.loss,
                 spec.update,
                 ref_model=ref,
                 device=spec.device,
             )
 
+    def _make_backend(self, spec: WorkerSpec):
+        if spec.backend == "vllm":
+            from mas.agents.backends.vllm import VLLMBackend
+
+            # vLLM holds its own copy of the weights; `update` pushes new ones after each step.
+            return VLLMBackend(spec.model_path, dtype=spec.dtype, seed=spec.seed)
+        return HFBackend(self.model, self.tokenizer, device=spec.device, max_batch_size=spec.max_batch_size)
+
     def ready(self) -> bool:
         return True
+
+    def placement(self) -> dict:
+        """Where Ray put this worker: process, GPU ids, placement group and assigned resources."""
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {"pid": os.getpid(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                "placement_group": ctx.get_placement_group_id(), "resources": ctx.get_assigned_resources(),
+                "torch_threads": torch.get_num_threads()}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    # --- sharing a GPU (scheduling.strategy: colocate) ------------------------------------------
+    def offload(self) -> None:
+        """Move weights and optimizer state off the accelerator while another policy works."""
+        self._move("cpu")
+        self.offloaded = True
+
+    def onload(self) -> None:
+        self._move(self.spec.device)
+        self.offloaded = False
+
+    def _move(self, device: str) -> None:
+        if self.spec.device == "cpu":
+            return  # nothing to free on a CPU-only worker
+        if self.spec.backend == "vllm":
+            (self.backend.offload if device == "cpu" else self.backend.onload)()
+        self.model.to(device)
+        if self.trainer is not None:
+            optimizer = getattr(self.trainer.strategy, "optimizer", None)
+            for state in getattr(optimizer, "state", {}).values():
+                for key, value in state.items():
+                    if torch.is_tensor(value):
+                        state[key] = value.to(device)
+        if device == "cpu" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def generate(self, requests, sampling, seed):
         return self.backend.generate(requests, sampling, seed)
 
     def update(self, turns, advantages, seed) -> dict[str, float]:
         metrics = self.trainer.update(turns, advantages, seed)
-        # Same process: the backend shares the model object, so new weights are already in place.
+        if self.spec.backend == "vllm":
+            self.backend.set_weights(self.state_dict())
+        # hf: the backend shares the model object, so new weights are already in place.
         return metrics
 
     def save(self, step_dir: str) -> None:
@@ -86,7 +139,10 @@ class PolicyWorker:
 
     def load(self, step_dir: str) -> None:
         step_dir = Path(step_dir)
-        self.backend.set_weights(str(step_dir / self.spec.policy))
+        weights = str(step_dir / self.spec.policy)
+        load_weights(self.model, weights)
+        if self.spec.backend == "vllm":
+            self.backend.set_weights(weights)
         state = torch.load(step_dir / "trainer_state" / f"{self.spec.policy}.pt", weights_only=False)
         torch.set_rng_state(state["rng_torch"])
         np.random.set_state(state["rng_numpy"])

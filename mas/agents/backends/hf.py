@@ -26,6 +26,19 @@ def _returned_cache(output):
     return getattr(output, "cache", None) if hasattr(output, "cache") else output.past_key_values
 
 
+def load_weights(model, weights: dict[str, Any] | str) -> None:
+    """A state dict, or the safetensors files of a Hugging Face folder, into `model` in place
+    (tied weights are absent from saved files, hence not strict)."""
+    if isinstance(weights, str):
+        from safetensors.torch import load_file
+
+        state: dict[str, Any] = {}
+        for file in sorted(glob.glob(os.path.join(weights, "*.safetensors"))):
+            state.update(load_file(file))
+        weights = state
+    model.load_state_dict(weights, strict=False)
+
+
 class _PrefixTree:
     """Allowed next tokens for one constrained request, given what it has generated so far."""
 
@@ -66,14 +79,7 @@ class HFBackend:
         return results  # type: ignore[return-value]
 
     def set_weights(self, weights: dict[str, Any] | str) -> None:
-        if isinstance(weights, str):
-            from safetensors.torch import load_file
-
-            state: dict[str, Any] = {}
-            for file in sorted(glob.glob(os.path.join(weights, "*.safetensors"))):
-                state.update(load_file(file))
-            weights = state
-        self.model.load_state_dict(weights, strict=False)
+        load_weights(self.model, weights)
 
     def offload(self) -> None:
         self.model.to("cpu")

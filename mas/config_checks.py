@@ -1,0 +1,215 @@
+"""Config checks that need more than types: registered names, references between sections, ranges,
+files, and the agent topology (who shares which policy, which workflow seats exist). Every failure
+is one `ConfigError` line naming the file, the key and what is allowed."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from mas.config import Config, ConfigError
+
+__all__ = ["check_config", "agents_of_policy", "effective_optimizer"]
+
+
+def _choice(source: str, key: str, value: Any, allowed: list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{source}: {key}: unknown name '{value}'; allowed: {', '.join(map(str, allowed))}")
+
+
+def _positive(source: str, key: str, value, zero_ok: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{source}: {key}: must be {bound}, got {value}")
+
+
+def agents_of_policy(cfg: Config, policy: str) -> list[str]:
+    return [a.name for a in cfg.agents if a.policy == policy]
+
+
+def effective_optimizer(cfg: Config, policy: str) -> dict:
+    """The policy's optimizer settings with its (sole) agent's overrides applied."""
+    merged = {k: getattr(cfg.policies[policy].optimizer, k) for k in ("lr", "betas", "eps", "weight_decay", "grad_clip")}
+    for agent in cfg.agents:
+        if agent.policy == policy and agent.optimizer is not None:
+            merged.update({k: v for k, v in vars(agent.optimizer).items() if v is not None})
+    return merged
+
+
+def check_config(cfg: Config, source: str = "config") -> None:
+    _check_names(cfg, source)
+    _check_policies(cfg, source)
+    _check_agents(cfg, source)
+    _check_env(cfg, source)
+    _check_rollout_and_eval(cfg, source)
+    _check_training(cfg, source)
+
+
+def _check_names(cfg: Config, source: str) -> None:
+    from mas.games import available_envs
+    from mas.training.advantages import available_estimators
+
+    _choice(source, "env.name", cfg.env.name, available_envs())
+    _choice(source, "env.rewards", cfg.env.rewards, ["mars", "raw"])
+    _choice(source, "env.prompt", cfg.env.prompt, ["full", "compact"])
+    _choice(source, "scheduling.strategy", cfg.scheduling.strategy, ["split", "colocate"])
+    _choice(source, "training.estimator", cfg.training.estimator, available_estimators())
+    _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
+    _choice(source, "training.loss.agg", cfg.training.loss.agg,
+            ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+
+
+def _check_policies(cfg: Config, source: str) -> None:
+    from mas.agents.models import available_models, is_builtin
+
+    if not cfg.policies:
+        raise ConfigError(f"{source}: policies: at least one policy is required")
+    for name, pol in cfg.policies.items():
+        key = f"policies.{name}"
+        _choice(source, f"{key}.backend", pol.backend, ["hf", "vllm"])
+        _choice(source, f"{key}.dtype", pol.dtype, ["float32", "bfloat16", "float16"])
+        _choice(source, f"{key}.strategy", pol.strategy, ["torch", "deepspeed"])
+        if pol.strategy == "deepspeed" and pol.zero_stage == 3:
+            raise ConfigError(
+                f"{source}: {key}.zero_stage: stage 3 shards the weights, but the policy's generation backend "
+                "in the same process needs them whole; use zero_stage 1 or 2"
+            )
+        _choice(source, f"{key}.zero_stage", pol.zero_stage, [1, 2])
+        _check_extras(cfg, source, key, pol)
+        if not is_builtin(pol.model):
+            if pol.model.startswith("tiny-"):
+                _choice(source, f"{key}.model", pol.model, available_models())
+            looks_like_hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", pol.model) and not pol.model.startswith(".")
+            if not os.path.isdir(os.path.expanduser(pol.model)) and not looks_like_hub_id:
+                raise ConfigError(
+                    f"{source}: {key}.model: '{pol.model}' is neither a built-in model "
+                    f"({', '.join(available_models())}) nor an existing folder"
+                )
+        _positive(source, f"{key}.optimizer.lr", pol.optimizer.lr)
+        _positive(source, f"{key}.resources.threads", pol.resources.threads)
+        _positive(source, f"{key}.resources.num_cpus", pol.resources.num_cpus, zero_ok=True)
+        _positive(source, f"{key}.resources.num_gpus", pol.resources.num_gpus, zero_ok=True)
+        gpus = pol.resources.num_gpus
+        if gpus > 1 and gpus != int(gpus):
+            raise ConfigError(f"{source}: {key}.resources.num_gpus: a fraction below 1 or a whole number, got {gpus}")
+
+
+def _check_extras(cfg: Config, source: str, key: str, pol) -> None:
+    """Optional packages and the combinations they support, refused before anything starts."""
+    import importlib.util
+
+    if pol.backend == "vllm":
+        from mas.agents.backends.vllm import vllm_available
+
+        if not vllm_available():
+            raise ConfigError(f"{source}: {key}.backend: 'vllm' needs the vllm extra (GPU machines): "
+                              "pip install -e '.[vllm]'; or use backend: hf")
+        if pol.device == "cpu":
+            raise ConfigError(f"{source}: {key}.device: backend 'vllm' runs on a GPU; set device: cuda")
+    if pol.strategy == "deepspeed":
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(f"{source}: {key}.strategy: 'deepspeed' needs the deepspeed extra: "
+                              "pip install -e '.[deepspeed]'")
+        if cfg.scheduling.strategy == "colocate" and cfg.scheduling.offload and pol.device != "cpu":
+            raise ConfigError(f"{source}: {key}.strategy: a DeepSpeed policy cannot be offloaded between phases "
+                              "(ZeRO owns its buffers); set scheduling.offload: false or strategy: torch")
+
+
+def _check_agents(cfg: Config, source: str) -> None:
+    if not cfg.agents:
+        raise ConfigError(f"{source}: agents: at least one agent is required")
+    seen = set()
+    for i, agent in enumerate(cfg.agents):
+        key = f"agents[{i}]"
+        if agent.name in seen:
+            raise ConfigError(f"{source}: {key}.name: duplicate agent name '{agent.name}'")
+        seen.add(agent.name)
+        _choice(source, f"{key}.policy", agent.policy, sorted(cfg.policies))
+        _positive(source, f"{key}.sampling.temperature", agent.sampling.temperature, zero_ok=True)
+        _positive(source, f"{key}.sampling.max_new_tokens", agent.sampling.max_new_tokens)
+        if not 0 < agent.sampling.top_p <= 1:
+            raise ConfigError(f"{source}: {key}.sampling.top_p: must be in (0, 1], got {agent.sampling.top_p}")
+        if agent.optimizer is not None:
+            sharing = agents_of_policy(cfg, agent.policy)
+            if len(sharing) > 1:
+                raise ConfigError(
+                    f"{source}: {key}.optimizer: policy '{agent.policy}' is shared by agents {', '.join(sharing)}, "
+                    f"so they share its optimizer; set policies.{agent.policy}.optimizer instead"
+                )
+            if agent.optimizer.lr is not None:
+                _positive(source, f"{key}.optimizer.lr", agent.optimizer.lr)
+
+
+def _check_env(cfg: Config, source: str) -> None:
+    names = [a.name for a in cfg.agents]
+    if cfg.env.seats is not None:
+        for j, name in enumerate(cfg.env.seats):
+            _choice(source, f"env.seats[{j}]", name, names)
+    wf = cfg.env.workflow
+    if cfg.env.name != "workflow":
+        if wf is not None or cfg.env.task is not None:
+            raise ConfigError(f"{source}: env.workflow / env.task: only for env.name: workflow (got '{cfg.env.name}')")
+        return
+    if wf is None:
+        raise ConfigError(f"{source}: env.workflow: env.name 'workflow' needs a workflow section (type, agents, ...)")
+    from mas.games.workflow import TASKS, WORKFLOW_TYPES
+
+    _choice(source, "env.workflow.type", wf.type, sorted(WORKFLOW_TYPES))
+    for j, name in enumerate(wf.agents):
+        _choice(source, f"env.workflow.agents[{j}]", name, names)
+    for key in ("aggregator", "router"):
+        if getattr(wf, key) is not None:
+            _choice(source, f"env.workflow.{key}", getattr(wf, key), names)
+    if cfg.env.seats is not None:
+        raise ConfigError(f"{source}: env.seats: a workflow's seats are its agents; set env.workflow.agents instead")
+    if cfg.env.task is not None:
+        _choice(source, "env.task.name", cfg.env.task.name, sorted(TASKS))
+    try:
+        from mas.games import env_spec, make
+
+        make(env_spec(cfg))  # the env the run will build, built once here to check its shape
+    except ValueError as err:
+        raise ConfigError(f"{source}: env.workflow: {err}") from None
+
+
+def _check_rollout_and_eval(cfg: Config, source: str) -> None:
+    from mas.agents import bots
+
+    if cfg.env.name == "workflow" and cfg.rollout.opponents:
+        raise ConfigError(f"{source}: rollout.opponents: a workflow has no game seats for bots; remove it")
+    for spec, share in cfg.rollout.opponents.items():
+        try:
+            bots.check_spec(spec)
+        except ValueError as err:
+            raise ConfigError(f"{source}: rollout.opponents: {err}") from None
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{source}: rollout.opponents.{spec}: a share in [0, 1], got {share}")
+    if sum(cfg.rollout.opponents.values()) > 1:
+        raise ConfigError(f"{source}: rollout.opponents: shares add up to more than 1")
+    for key, specs in (("eval.opponents", cfg.eval.opponents), ("eval.final_opponents", cfg.eval.final_opponents)):
+        for spec in specs:
+            try:
+                bots.check_spec(spec)
+            except ValueError as err:
+                raise ConfigError(f"{source}: {key}: {err}") from None
+    _positive(source, "rollout.episodes", cfg.rollout.episodes)
+    _positive(source, "rollout.group_size", cfg.rollout.group_size)
+    if cfg.rollout.episodes % cfg.rollout.group_size:
+        raise ConfigError(f"{source}: rollout.episodes must be a multiple of rollout.group_size")
+    _positive(source, "eval.every", cfg.eval.every, zero_ok=True)
+
+
+def _check_training(cfg: Config, source: str) -> None:
+    _positive(source, "training.iterations", cfg.training.iterations)
+    _positive(source, "training.ppo_epochs", cfg.training.ppo_epochs)
+    _positive(source, "training.mini_batches", cfg.training.mini_batches)
+    _positive(source, "run.save_every", cfg.run.save_every)
+    _positive(source, "run.max_restarts", cfg.run.max_restarts, zero_ok=True)
+    if cfg.resume is not None and not os.path.isdir(cfg.resume):
+        raise ConfigError(f"{source}: resume: run folder '{cfg.resume}' not found")
+    try:
+        from mas.training.advantages import make_estimator
+
+        make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
+    except ValueError as err:
+        raise ConfigError(f"{source}: training.estimator_args: {str(err).splitlines()[0]}") from None
