@@ -148,8 +148,9 @@ class RolloutSection:
 
 @dataclass
 class LossSection:
-    clip_low: float = 0.2
-    clip_high: float = 0.2
+    ratio: str = "token"  # token (PPO) | sequence (GSPO)
+    clip_low: Optional[float] = None  # default 0.2 (token) or 3e-4 (sequence)
+    clip_high: Optional[float] = None  # default 0.2 (token) or 4e-4 (sequence)
     dual_clip: Optional[float] = None
     kl_coef: float = 0.0
     kl_estimator: str = "k3"

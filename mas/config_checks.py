@@ -55,6 +55,7 @@ def _check_names(cfg: Config, source: str) -> None:
     _choice(source, "scheduling.strategy", cfg.scheduling.strategy, ["split", "colocate"])
     _choice(source, "training.estimator", cfg.training.estimator, available_estimators())
     _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
+    _choice(source, "training.loss.ratio", cfg.training.loss.ratio, ["token", "sequence"])
     _choice(source, "training.loss.agg", cfg.training.loss.agg,
             ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
 

@@ -10,25 +10,36 @@ from dataclasses import dataclass
 import torch
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+RATIO_MODES = ("token", "sequence")
+# Clip ranges when the config leaves them unset: PPO's per-token ratio, GSPO's sequence ratio
+# (arXiv:2507.18071 uses a far narrower range because a sequence ratio moves little).
+DEFAULT_CLIP = {"token": (0.2, 0.2), "sequence": (3e-4, 4e-4)}
 KL_ESTIMATORS = ("k1", "k2", "k3")
 KL_DELTA_CLAMP = 10.0
 
 
 @dataclass
 class LossConfig:
-    clip_low: float = 0.2
-    clip_high: float = 0.2
+    clip_low: float | None = None  # None: the default of `ratio` (DEFAULT_CLIP)
+    clip_high: float | None = None
     dual_clip: float | None = None  # c > 1; for A < 0: loss = min(loss, -c * A)
     kl_coef: float = 0.0
     kl_estimator: str = "k3"  # k1 | k2 | k3 over delta = logp_ref - logp, clamped to +-10
     agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm
     max_new_tokens: int | None = None  # the divisor of seq-mean-token-sum-norm
+    ratio: str = "token"  # token (PPO) | sequence (GSPO: one ratio per turn)
 
     def __post_init__(self) -> None:
+        if self.ratio in DEFAULT_CLIP:
+            low, high = DEFAULT_CLIP[self.ratio]
+            self.clip_low = low if self.clip_low is None else self.clip_low
+            self.clip_high = high if self.clip_high is None else self.clip_high
         self.validate()
 
     def validate(self) -> None:
         """One-line ValueError for a value a user can get wrong."""
+        if self.ratio not in RATIO_MODES:
+            raise ValueError(f"loss.ratio must be one of {', '.join(RATIO_MODES)}, got {self.ratio!r}")
         if not 0.0 <= self.clip_low < 1.0:
             raise ValueError(f"loss.clip_low must be in [0, 1), got {self.clip_low}")
         if not self.clip_high >= 0.0:
@@ -80,6 +91,9 @@ def policy_loss(
 
     Per response token (PPO-clip, Schulman et al. 2017, arXiv:1707.06347):
         rho = exp(log pi_theta - log pi_old)
+    or, with `ratio: sequence` (GSPO, Zheng et al. 2025, arXiv:2507.18071), one ratio per row (turn)
+    on each of its tokens: rho = exp(mean over the row's tokens of (log pi_theta - log pi_old)), the
+    gradient flowing through every token of the mean;
         l   = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)
     Dual clip (Ye et al. 2020, arXiv:1912.09729), c > 1: for A < 0, l = min(l, -c * A).
     KL to a frozen reference: l += kl_coef * k(delta), k in {k1, k2, k3} (see `kl_penalty`).
@@ -114,7 +128,7 @@ def policy_loss(
     old_logp = old_logp.to(dtype).detach()
     adv = advantages.to(dtype).detach()
 
-    ratio = torch.exp(logp - old_logp)
+    ratio = _ratio(logp - old_logp, row_index, cfg.ratio)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
     pg = torch.maximum(unclipped, clipped)  # = -min(rho A, clip(rho) A)
@@ -144,6 +158,23 @@ def policy_loss(
         if kl is not None:
             metrics["kl"] = float(kl.sum() / denom)
     return loss, metrics
+
+
+def _ratio(log_ratio: torch.Tensor, row_index: torch.Tensor, mode: str) -> torch.Tensor:
+    if mode == "token":
+        return torch.exp(log_ratio)
+    rows, local = torch.unique(row_index, return_inverse=True)
+    total = log_ratio.new_zeros(rows.shape[0]).index_add(0, local, log_ratio)
+    count = log_ratio.new_zeros(rows.shape[0]).index_add(0, local, torch.ones_like(log_ratio))
+    return torch.exp(total / count)[local]
+
+
+def sequence_log_ratios(log_ratio: torch.Tensor, row_index: torch.Tensor) -> dict[int, float]:
+    """Mean log-ratio of each row's tokens: log of the row's GSPO sequence ratio."""
+    out: dict[int, list[float]] = {}
+    for r, x in zip(row_index.tolist(), log_ratio.tolist()):
+        out.setdefault(r, []).append(x)
+    return {r: sum(v) / len(v) for r, v in out.items()}
 
 
 def _aggregate(

@@ -143,3 +143,38 @@ def test_kl_coef_needs_reference_and_shapes_must_match():
         policy_loss(logp, old, adv, rows, LossConfig(kl_coef=0.1))
     with pytest.raises(ValueError, match="advantages"):
         policy_loss(logp, old, adv[:3], rows, LossConfig())
+
+
+# --- GSPO sequence ratio ------------------------------------------------------------------------
+# Row 0 has two tokens with log-ratios 0.1 and 0.3 -> s0 = exp(0.2) = 1.221403, A = +1;
+# row 1 one token with -0.2 -> s1 = exp(-0.2) = 0.818731, A = -1.
+# Clip 0.5 / 0.5 leaves both unclipped: per-token losses -s0, -s0, +s1; token-mean
+# (-2 * 1.221403 + 0.818731) / 3 = -0.541358; d/dx of row 0's tokens = -s0 / 3 = -0.407134 each
+# (the ratio is shared by the row's tokens), of row 1's token s1 / 3 = 0.272910.
+def _gspo_inputs():
+    logp = torch.tensor([0.1, 0.3, -0.2], requires_grad=True)
+    return logp, torch.zeros(3), torch.tensor([1.0, 1.0, -1.0]), torch.tensor([0, 0, 1])
+
+
+def test_gspo_sequence_ratio_loss_and_gradient():
+    logp, old, adv, rows = _gspo_inputs()
+    cfg = LossConfig(ratio="sequence", clip_low=0.5, clip_high=0.5)
+    loss, info = policy_loss(logp, old, adv, rows, cfg)
+    loss.backward()
+    torch.testing.assert_close(loss, torch.tensor(-0.541358), atol=1e-5, rtol=0)
+    torch.testing.assert_close(logp.grad, torch.tensor([-0.407134, -0.407134, 0.272910]), atol=1e-5, rtol=0)
+    assert info["clip_fraction"] == 0.0
+
+
+def test_gspo_has_its_own_narrow_clip_defaults():
+    logp, old, adv, rows = _gspo_inputs()
+    cfg = LossConfig(ratio="sequence")
+    assert (cfg.clip_low, cfg.clip_high) == (3e-4, 4e-4)
+    assert (LossConfig().clip_low, LossConfig().clip_high) == (0.2, 0.2)
+    loss, info = policy_loss(logp, old, adv, rows, cfg)
+    loss.backward()
+    # both rows clipped: -(1 + 4e-4) twice and +(1 - 3e-4) -> (-2.0008 + 0.9997) / 3; no gradient
+    torch.testing.assert_close(loss, torch.tensor(-1.0011 / 3), atol=1e-6, rtol=0)
+    assert torch.count_nonzero(logp.grad) == 0 and info["clip_fraction"] == 1.0
+    with pytest.raises(ValueError, match="loss.ratio"):
+        LossConfig(ratio="turn")
