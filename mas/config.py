@@ -114,6 +114,7 @@ class TaskSection:
     name: str = "arithmetic"
     max_value: int = 20  # answers and intermediate counts lie in 0..max_value
     steps: int = 1  # operations per problem
+    malformed_answers: int = 0  # unparseable answers ("?", ...) added to a constrained solver's choices
 
 
 @dataclass
@@ -158,14 +159,25 @@ class LossSection:
 
 
 @dataclass
+class SequentialSection:
+    steps_per_pool: int = 1  # optimizer steps on each pool
+    clip_factor: Optional[float] = None  # clip the factor P to [1 - c, 1 + c]; null = no clip
+    ratio_base: str = "record"  # record (log-probs before the pool's steps) | behaviour
+    order: Any = "reverse"  # happo: reverse | forward | random | [agent, ...]
+
+
+@dataclass
 class TrainingSection:
     iterations: int = 20
     estimator: str = "mars"
     estimator_args: Dict[str, Any] = field(default_factory=dict)
     loss: LossSection = field(default_factory=LossSection)
+    update: str = "joint"  # joint (every policy on all its rows) | seeupo | happo (sequential)
+    sequential: SequentialSection = field(default_factory=SequentialSection)
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_tokens: int = 16384
+    agent_grad_norm_every: int = 1  # updates between per-agent gradient norms (0 = never)
 
 
 @dataclass
@@ -201,7 +213,7 @@ _SECTION_TYPES = {
     "training": TrainingSection, "eval": EvalSection, "loss": LossSection, "policies": PolicySection,
     "agents": AgentSection, "optimizer": OptimizerSection, "resources": ResourcesSection,
     "sampling": SamplingSection, "scheduling": SchedulingSection, "workflow": WorkflowSection,
-    "task": TaskSection,
+    "task": TaskSection, "sequential": SequentialSection,
 }
 
 

@@ -56,6 +56,8 @@ def _check_names(cfg: Config, source: str) -> None:
     _choice(source, "training.estimator", cfg.training.estimator, available_estimators())
     _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
     _choice(source, "training.loss.ratio", cfg.training.loss.ratio, ["token", "sequence"])
+    _choice(source, "training.update", cfg.training.update, ["joint", "seeupo", "happo"])
+    _choice(source, "training.sequential.ratio_base", cfg.training.sequential.ratio_base, ["record", "behaviour"])
     _choice(source, "training.loss.agg", cfg.training.loss.agg,
             ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
 
@@ -201,6 +203,17 @@ def _check_rollout_and_eval(cfg: Config, source: str) -> None:
 
 
 def _check_training(cfg: Config, source: str) -> None:
+    seq = cfg.training.sequential
+    _positive(source, "training.sequential.steps_per_pool", seq.steps_per_pool)
+    if seq.clip_factor is not None and not 0 < seq.clip_factor < 1:
+        raise ConfigError(f"{source}: training.sequential.clip_factor: in (0, 1) or null, got {seq.clip_factor}")
+    order = seq.order
+    if isinstance(order, str):
+        _choice(source, "training.sequential.order", order, ["reverse", "forward", "random"])
+    elif not isinstance(order, (list, tuple)) or sorted(order) != sorted(a.name for a in cfg.agents
+                                                                          if cfg.policies[a.policy].trainable):
+        raise ConfigError(f"{source}: training.sequential.order: reverse, forward, random, or a list naming each "
+                          f"trained agent once ({', '.join(a.name for a in cfg.agents)}); got {order}")
     _positive(source, "training.iterations", cfg.training.iterations)
     _positive(source, "training.ppo_epochs", cfg.training.ppo_epochs)
     _positive(source, "training.mini_batches", cfg.training.mini_batches)

@@ -25,6 +25,7 @@ from mas.records import TurnBatch
 from mas.seeding import stable_seed
 from mas.training import checkpoint
 from mas.training.advantages import make_estimator
+from mas.training.sequential import run_sequential
 
 
 def _worker_death_errors() -> tuple:
@@ -35,6 +36,19 @@ def _worker_death_errors() -> tuple:
         return (ray.exceptions.RayActorError,)
     except ImportError:
         return ()
+
+
+def advantage_stats(batch: TurnBatch, advantages: torch.Tensor) -> dict[str, float]:
+    """Mean and std of the advantages per agent and per seat (TensorBoard: adv/...)."""
+    out = {}
+    for column, prefix in (("agent", "adv/"), ("seat", "adv/seat")):
+        values = getattr(batch, column)
+        values = values.tolist() if isinstance(values, torch.Tensor) else values
+        for key in sorted(set(values)):
+            picked = advantages[[i for i, v in enumerate(values) if v == key]].double()
+            out[f"{prefix}{key}/mean"] = float(picked.mean())
+            out[f"{prefix}{key}/std"] = float(picked.std(unbiased=False))
+    return out
 
 
 class TrainingRun:
@@ -60,6 +74,7 @@ class TrainingRun:
         self.start_iteration = 0
         self.history: list[dict] = []
         self.restarts = 0
+        self.pool_orders: list[list[str]] = []  # sequential updates: the pools of each iteration, in order
 
     # --- setup --------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -177,9 +192,15 @@ class TrainingRun:
             metrics["reward/team_accuracy"] = float(np.mean([ep.outcomes[0] == "win" for ep in episodes]))
         if not turns:
             return metrics
-        advantages = self.estimator(TurnBatch.from_turns(turns)).tolist()
+        batch = TurnBatch.from_turns(turns)
+        advantage_tensor = self.estimator(batch)
+        metrics.update(advantage_stats(batch, advantage_tensor))
+        advantages = advantage_tensor.tolist()
         t1 = time.perf_counter()
-        metrics.update(self.update_policies(turns, advantages, stable_seed(self.cfg.run.seed, it, 2)))
+        if self.cfg.training.update == "joint":
+            metrics.update(self.update_policies(turns, advantages, stable_seed(self.cfg.run.seed, it, 2)))
+        else:
+            metrics.update(self.update_sequentially(turns, advantages, stable_seed(self.cfg.run.seed, it, 3)))
         metrics["perf/update_s"] = time.perf_counter() - t1
         metrics["perf/iteration_s"] = time.perf_counter() - t0
         return metrics
@@ -204,6 +225,22 @@ class TrainingRun:
         else:
             results = gather([handle.submit("update", rows, adv, seed) for _, handle, rows, adv in jobs])
         return {f"train/{policy}/{k}": v for (policy, *_), m in zip(jobs, results) for k, v in m.items()}
+
+    def update_sequentially(self, turns: list, advantages: list[float], seed: int) -> dict[str, float]:
+        """SeeUPO / HAPPO (mas/training/sequential.py): pools one after another, the factor P passed
+        from pool to pool (and from policy to policy) by this controller."""
+        seq = self.cfg.training.sequential
+        trainable = [p for p in self.workers if self.cfg.policies[p].trainable]
+
+        def update_pools(jobs):
+            futures = [self.workers[pool.policy].submit("update_pool", [turns[r] for r in pool.rows], adv,
+                                                        seq.steps_per_pool, seq.ratio_base) for pool, adv in jobs]
+            return gather(futures)
+
+        per_policy, labels = run_sequential(self.cfg.training.update, turns, advantages, trainable, update_pools,
+                                            order=seq.order, clip_factor=seq.clip_factor, seed=seed)
+        self.pool_orders.append(labels)
+        return {f"train/{policy}/{k}": v for policy, m in per_policy.items() for k, v in m.items()}
 
     # --- evaluation ---------------------------------------------------------------------------
     def evaluate(self, player, opponents: list[str], games: int, seed: int) -> dict[str, MatchResult]:

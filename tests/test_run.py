@@ -75,3 +75,19 @@ def test_unparseable_answers_are_invalid_moves_not_crashes(tmp_path):
     # the offender's penalty (-1 stake - 10) shows in the mean reward of the seats
     assert min(last["reward/seat0"], last["reward/seat1"]) < -3
     assert last["eval/random/invalid"] > 0.5
+
+
+def test_stateful_estimator_resumes_exactly(tmp_path):
+    """rae's baselines travel in the checkpoint: a resumed run equals a straight one."""
+    base = ["training.estimator=rae", "ray.enabled=false", "eval.every=0"]
+    cfg = "configs/kuhn_selfplay.yaml"
+    _train(tmp_path, "straight", *base, "training.iterations=4", config=cfg)
+    _train(tmp_path, "split", *base, "training.iterations=2", config=cfg)
+    split = tmp_path / "split"
+    TrainingRun(load_config(cfg, [*QUICK, *base, f"run.dir={split}", "training.iterations=4", f"resume={split}"]),
+                progress=False).run()
+    a, b = _params(tmp_path / "straight" / "step-4"), _params(split / "step-4")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    states = [torch.load(d / "step-4" / "trainer_state" / "controller.pt", weights_only=False)["estimator"]
+              for d in (tmp_path / "straight", split)]
+    assert states[0] == states[1] and len(states[0]["baselines"]) == 2  # kuhn_poker seats 0 and 1

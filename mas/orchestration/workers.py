@@ -124,6 +124,13 @@ class PolicyWorker:
         # hf: the backend shares the model object, so new weights are already in place.
         return metrics
 
+    def update_pool(self, turns, advantages, steps: int = 1, ratio_base: str = "record") -> dict:
+        """One pool of a sequential schedule (SeeUPO / HAPPO): see PolicyTrainer.update_pool."""
+        result = self.trainer.update_pool(turns, advantages, steps=steps, ratio_base=ratio_base)
+        if self.spec.backend == "vllm":
+            self.backend.set_weights(self.state_dict())
+        return result
+
     def save(self, step_dir: str) -> None:
         step_dir = Path(step_dir)
         self.model.save_pretrained(step_dir / self.spec.policy)

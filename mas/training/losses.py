@@ -169,14 +169,6 @@ def _ratio(log_ratio: torch.Tensor, row_index: torch.Tensor, mode: str) -> torch
     return torch.exp(total / count)[local]
 
 
-def sequence_log_ratios(log_ratio: torch.Tensor, row_index: torch.Tensor) -> dict[int, float]:
-    """Mean log-ratio of each row's tokens: log of the row's GSPO sequence ratio."""
-    out: dict[int, list[float]] = {}
-    for r, x in zip(row_index.tolist(), log_ratio.tolist()):
-        out.setdefault(r, []).append(x)
-    return {r: sum(v) / len(v) for r, v in out.items()}
-
-
 def _aggregate(
     per_token: torch.Tensor,
     row_index: torch.Tensor,

@@ -38,6 +38,8 @@ def _adamw(params, settings: OptimizerSettings) -> torch.optim.AdamW:
 
 
 class TorchStrategy:
+    plain_backward = True  # gradients land in param.grad by loss.backward() (diagnostics may do so)
+
     def __init__(self, model: torch.nn.Module, settings: OptimizerSettings):
         self.model = model
         self.settings = settings
@@ -108,6 +110,8 @@ class DeepSpeedStrategy:
     resume loads each rank's file into the same rank of a run with the same world size. The model's
     parameters are the source of truth for the weights: load them before or after the optimizer
     state, as with `TorchStrategy`."""
+
+    plain_backward = False  # ZeRO's hooks own the gradients: no side backward passes
 
     def __init__(self, model: torch.nn.Module, settings: OptimizerSettings, *, zero_stage: int = 2):
         if zero_stage == 3:

@@ -2,7 +2,7 @@
 mode on the exact sampled ids, then PPO-style optimizer steps with the configured policy loss."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -17,6 +17,7 @@ class UpdateSettings:
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_tokens: int = 16384  # padded tokens per forward/backward
+    agent_grad_norm_every: int = 1  # updates between per-agent gradient norms (0 = never)
 
 
 def _response_logits(model, batch: list[PackedSequence], device) -> torch.Tensor:
@@ -67,6 +68,7 @@ class PolicyTrainer:
         self.ref_model = ref_model
         self.device = torch.device(device)
         self.truncation = truncation
+        self.updates = 0  # updates done by this trainer (diagnostics cadence)
 
     @torch.no_grad()
     def _score(self, model, sequences):
@@ -106,6 +108,11 @@ class PolicyTrainer:
         adv = torch.as_tensor(advantages, dtype=torch.float32)
         generator = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
         self.model.train()
+        every = self.settings.agent_grad_norm_every
+        if every and self.updates % every == 0 and self.strategy.plain_backward:
+            agent_of = [turns[s.target_row[0]].agent for s in sequences]
+            metrics.update(self.agent_grad_norms(sequences, agent_of, old_lp, ref_lp, adv))
+        self.updates += 1
         sums: dict[str, float] = {}
         steps = 0
         for _ in range(self.settings.ppo_epochs):
@@ -122,11 +129,62 @@ class PolicyTrainer:
         metrics["optimizer_steps"] = float(steps)
         return metrics
 
-    def _optimizer_step(self, sequences, group, old_lp, ref_lp, adv) -> dict[str, float]:
+    def token_logprobs(self, turns: list[Turn]) -> list[list[float]]:
+        """Current log-probs (eval mode, the training distribution) of each turn's response tokens."""
+        out: list[list[float]] = [[] for _ in turns]
+        sequences = pack_turns(turns)
+        for seq, lp in zip(sequences, self._score(self.model, sequences)[0]):
+            for row, value in zip(seq.target_row, lp.tolist()):
+                out[row].append(value)
+        return out
+
+    def update_pool(self, turns: list[Turn], advantages: list[float], *, steps: int = 1,
+                    ratio_base: str = "record") -> dict:
+        """One pool of a sequential schedule (mas/training/sequential.py): record the pool's log-probs,
+        take `steps` optimizer steps on all of it with the clipped sequence-ratio objective (the
+        advantages already carry the factor P), then recompute the log-probs. Returns metrics and,
+        per turn, the sum over its response tokens of (log pi_new - log pi_base) and their count,
+        base = the record (or the behaviour log-probs with `ratio_base: behaviour`)."""
+        sequences = pack_turns(turns)
+        log_ratio_sum, tokens = [0.0] * len(turns), [0] * len(turns)
+        if not sequences:
+            return {"metrics": {}, "log_ratio_sum": log_ratio_sum, "tokens": tokens}
+        sequences.sort(key=lambda s: len(s.input_ids))
+        record, _ = self._score(self.model, sequences)
+        if ratio_base == "behaviour":
+            base = [torch.tensor(s.behaviour_logp, device=self.device) for s in sequences]
+        elif ratio_base == "record":
+            base = record
+        else:
+            raise ValueError(f"ratio_base must be record or behaviour, got {ratio_base!r}")
+        ref_lp = self._score(self.ref_model, sequences)[0] if self.ref_model is not None else None
+        adv = torch.as_tensor(advantages, dtype=torch.float32)
+        loss_cfg = replace(self.loss_cfg, ratio="sequence")
+        self.model.train()
+        sums: dict[str, float] = {}
+        for _ in range(steps):
+            for k, v in self._optimizer_step(sequences, list(range(len(sequences))), base, ref_lp, adv,
+                                             loss_cfg).items():
+                sums[k] = sums.get(k, 0.0) + v / steps
+        new, _ = self._score(self.model, sequences)
+        for seq, lp_new, lp_base in zip(sequences, new, base):
+            for row, delta in zip(seq.target_row, (lp_new - lp_base).tolist()):
+                log_ratio_sum[row] += delta
+                tokens[row] += 1
+        return {"metrics": sums, "log_ratio_sum": log_ratio_sum, "tokens": tokens}
+
+    def _optimizer_step(self, sequences, group, old_lp, ref_lp, adv, loss_cfg=None) -> dict[str, float]:
+        self.strategy.zero_grad()
+        totals = self._accumulate(sequences, group, old_lp, ref_lp, adv, loss_cfg, self.strategy.backward)
+        totals["grad_norm"] = self.strategy.step()
+        return totals
+
+    def _accumulate(self, sequences, group, old_lp, ref_lp, adv, loss_cfg, backward) -> dict[str, float]:
+        """The aggregated loss over the sequences `group`, micro-batch by micro-batch, each part
+        passed to `backward`; returns the loss and its metrics."""
         chosen = sorted(group, key=lambda i: len(sequences[i].input_ids))
         token_total = sum(len(sequences[i].target_pos) for i in chosen)
         row_total = len({r for i in chosen for r in sequences[i].target_row})
-        self.strategy.zero_grad()
         totals: dict[str, float] = {}
         index = {id(sequences[i]): i for i in chosen}
         for batch in micro_batches([sequences[i] for i in chosen], self.settings.micro_batch_tokens):
@@ -140,12 +198,12 @@ class PolicyTrainer:
                 old,
                 adv[rows].to(self.device),
                 torch.tensor([local[r] for r in rows], device=self.device),
-                self.loss_cfg,
+                loss_cfg or self.loss_cfg,
                 ref_logp=torch.cat([ref_lp[i] for i in ids]) if ref_lp is not None else None,
                 token_normalizer=token_total,
                 row_normalizer=row_total,
             )
-            self.strategy.backward(loss)
+            backward(loss)
             weight = len(rows) / token_total
             # k3 estimate of KL(old || current) on these tokens: how far the update has moved
             log_ratio = (logp.detach() - old).clamp(-10, 10)
@@ -153,5 +211,21 @@ class PolicyTrainer:
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
             for k, v in info.items():
                 totals[k] = totals.get(k, 0.0) + v * weight
-        totals["grad_norm"] = self.strategy.step()
         return totals
+
+    def agent_grad_norms(self, sequences, agent_of, old_lp, ref_lp, adv) -> dict[str, float]:
+        """Per agent, the norm of the gradient of the same aggregated loss over that agent's rows
+        alone (Dr. MAS's diagnostic), at the weights the update starts from; also when agents share
+        this policy. Costs one more forward and backward over the batch."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norms = {}
+        for agent in sorted(set(agent_of)):
+            for p in params:
+                p.grad = None
+            mine = [i for i, a in enumerate(agent_of) if a == agent]
+            self._accumulate(sequences, mine, old_lp, ref_lp, adv, None, lambda loss: loss.backward())
+            grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+            norms[f"grad_norm/{agent}"] = float(torch.stack(grads).norm()) if grads else 0.0
+        for p in params:
+            p.grad = None
+        return norms

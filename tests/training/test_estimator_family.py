@@ -139,3 +139,18 @@ def test_shuffled_rows_permute_the_output(name, options):
     shuffled = TurnBatch.from_columns(**{k: ([v[i] for i in order] if isinstance(v, list) else v)
                                          for k, v in ATTACK.items()})
     torch.testing.assert_close(estimate(name, shuffled, **options), estimate(name, batch, **options)[order])
+
+
+# A group whose returns are all equal (zero spread) and a group of one trajectory give 0 to their
+# rows before any whitening; group 9 (R = 2 and 0) is the only one with signal: +-1 before whitening.
+FLAT = TurnBatch.from_columns(
+    episode_id=[1, 1, 2, 2, 3, 4, 5], group_id=[8, 8, 8, 8, 7, 9, 9], env="g", agent="p",
+    seat=[0, 0, 0, 1, 0, 0, 0], turn=[0, 1, 0, 0, 0, 0, 0], reward=[0.5, 0.5, 1.0, 1.0, 3.0, 2.0, 0.0])
+
+
+@pytest.mark.parametrize("name, options, signal", [
+    ("grpo", {}, 0.999999), ("reinforce_pp", {"whiten": False}, 1.0), ("seeupo", {"whiten": False}, 1.0),
+    ("drmas", {}, 0.999999), ("advevo", {"whiten": False, "groups": {"all": ["p"]}}, 1.0),
+])
+def test_zero_spread_and_single_value_groups_give_zero(name, options, signal):
+    close(estimate(name, FLAT, **options), [0, 0, 0, 0, 0, signal, -signal])
