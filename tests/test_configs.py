@@ -28,11 +28,11 @@ def test_config_starts_with_how_to_run_it(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_smoke_runs(path, tmp_path):
-    cfg = load_config(str(path), [f"run.dir={tmp_path / 'run'}", "ray.enabled=false", "training.iterations=1",
+    cfg = load_config(str(path), [f"run.dir={tmp_path / 'run'}", "ray.enabled=false", "training.iterations=2",
                                   "rollout.episodes=4", "rollout.group_size=1", "eval.games=2", "eval.final_games=2",
                                   "eval.every=1"])
     summary = TrainingRun(cfg, progress=False).run()
-    assert summary["history"][-1]["iteration"] == 1
+    assert summary["history"][-1]["iteration"] == 2
     last = summary["history"][-1]
     trained = [p for p, section in cfg.policies.items() if section.trainable]
     assert all(f"train/{p}/loss" in last for p in trained), sorted(last)

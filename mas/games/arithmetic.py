@@ -47,21 +47,28 @@ def parse_number(text: str) -> int | None:
 
 class ArithmeticTask:
     """Word problems with `steps` additions or subtractions on counts up to `max_value`; every
-    intermediate count stays in [0, max_value], so the answer set is 0..max_value."""
+    intermediate count stays in [0, max_value], so the answer set is 0..max_value.
+
+    `malformed_answers: k` adds k answers that do not parse ("?", "??", ...) to the constrained
+    answer set, so that a constrained solver can still write an invalid answer and pay the
+    per-step format penalty (a CPU stand-in for format errors of free-text models)."""
 
     name = "arithmetic"
 
-    def __init__(self, max_value: int = 20, steps: int = 1):
+    def __init__(self, max_value: int = 20, steps: int = 1, malformed_answers: int = 0):
         if max_value < 2:
             raise ValueError(f"arithmetic task: max_value must be >= 2, got {max_value}")
         if steps < 1:
             raise ValueError(f"arithmetic task: steps must be >= 1, got {steps}")
+        if not 0 <= malformed_answers <= 5:
+            raise ValueError(f"arithmetic task: malformed_answers must be in 0..5, got {malformed_answers}")
         self.max_value = max_value
         self.steps = steps
+        self.malformed = ["?" * (i + 1) for i in range(malformed_answers)]
 
     def answers(self) -> list[str]:
         """Every possible answer, for constrained decoding."""
-        return [str(n) for n in range(self.max_value + 1)]
+        return [str(n) for n in range(self.max_value + 1)] + self.malformed
 
     def problem(self, seed: int) -> Problem:
         rng = np.random.default_rng(seed)

@@ -53,6 +53,12 @@ def test_write_problems_gsm8k_layout(tmp_path):
     assert write_problems(tmp_path / "b.jsonl", 5, seed=3, max_value=10).read_text() == path.read_text()
 
 
+def test_malformed_answers_are_offered_and_do_not_parse():
+    task = ArithmeticTask(max_value=3, malformed_answers=2)
+    assert task.answers() == ["0", "1", "2", "3", "?", "??"]
+    assert parse_number("\\boxed{??}") is None
+
+
 def test_bad_task_options():
     with pytest.raises(ValueError, match="max_value"):
         ArithmeticTask(max_value=1)
