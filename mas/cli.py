@@ -35,6 +35,15 @@ def cmd_eval(args) -> int:
         _fail(str(err).splitlines()[0])
 
 
+def cmd_play(args) -> int:
+    from mas.evaluation.play import run_play
+
+    try:
+        return run_play(args)
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+
+
 def cmd_models(args) -> int:
     from mas.agents.models import TINY_MODELS, build_tiny
 
@@ -56,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint against fixed opponents")
-    ev.add_argument("--policy", required=True, help="a checkpoint folder (Hugging Face model) or built-in model name")
+    ev = sub.add_parser("eval", help="evaluate a checkpoint (or a bot) against fixed opponents, or a suite from YAML")
+    ev.add_argument("--policy", default=None, help="a checkpoint folder (Hugging Face model) or built-in model name")
+    ev.add_argument("--player", default=None, help="measure a bot instead of a policy, e.g. mcts:100")
+    ev.add_argument("--suite", default=None, help="a YAML suite: games x opponents x seats (docs/evaluation.md)")
     ev.add_argument("--env", default="tic_tac_toe", help="a registered env id")
     ev.add_argument("--opponents", default="random", help="comma-separated bots, e.g. random,mcts:100")
     ev.add_argument("--games", type=int, default=100, help="games per opponent, split evenly across seats")
@@ -69,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ev.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
     ev.set_defaults(func=cmd_eval)
+
+    play = sub.add_parser("play", help="play against a checkpoint in the terminal")
+    play.add_argument("--policy", required=True, help="a checkpoint folder (Hugging Face model) or built-in model name")
+    play.add_argument("--env", default="tic_tac_toe", help="a registered env id")
+    play.add_argument("--seat", type=int, default=0, help="your seat (0 moves first)")
+    play.add_argument("--temperature", type=float, default=0.0, help="the agent's sampling temperature (0 = greedy)")
+    play.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
+                      help="restrict the agent's answers to legal actions (default: as its run config says)")
+    play.add_argument("--seed", type=int, default=0)
+    play.set_defaults(func=cmd_play)
 
     models = sub.add_parser("models", help="list built-in models")
     models.add_argument("--build", action="store_true", help="build them into the cache now")
