@@ -121,6 +121,7 @@ class TaskSection:
 class EnvSection:
     name: str = "tic_tac_toe"  # a registered env (`mas.games.available_envs()`)
     game: Optional[str] = None  # for name=openspiel: the pyspiel game string
+    params: Optional[Dict[str, Any]] = None  # pyspiel game parameters, e.g. {rows: 6, columns: 6}
     id: Optional[str] = None  # env id written on turns; default: the name (or the game)
     rewards: str = "mars"  # mars | raw
     format_reward: float = 0.05

@@ -23,6 +23,7 @@ from mas.games.base import (
 )
 from mas.games import openspiel as _openspiel  # noqa: F401  (registers openspiel, tic_tac_toe, kuhn_poker)
 from mas.games import workflow as _workflow  # noqa: F401  (registers workflow)
+from mas.games import race21 as _race21  # noqa: F401  (registers race_to_21, the custom-game example)
 
 __all__ = [
     "Env",
@@ -78,6 +79,8 @@ def env_spec(cfg) -> dict:
                 "prompt": e.prompt, "history": e.history}
         if e.game is not None:
             spec["game"] = e.game
+        if e.params:
+            spec["params"] = dict(e.params)
     if e.id is not None:
         spec["id"] = e.id
     return spec

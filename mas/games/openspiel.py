@@ -17,190 +17,9 @@ import numpy as np
 import pyspiel
 
 from mas.games.base import Env, RewardConfig, StepResult, parse_action, register_env
+from mas.games.renderers import Renderer, make_renderer
 
 __all__ = ["OpenSpielEnv", "OpenSpielState", "Renderer", "make_renderer"]
-
-COMPACT_INSTRUCTIONS = "Answer <answer>ACTION</answer> with a legal action."
-ANSWER_INSTRUCTIONS = (
-    "RESPONSE INSTRUCTIONS: Answer with <answer>ACTION</answer>, where ACTION is one of the legal "
-    "actions, written exactly."
-)
-
-
-def _bracket(s: str) -> str:
-    return "<" + re.sub(r"\s+", "", s) + ">"
-
-
-# ---------------------------------------------------------------------------------------------
-# Renderers: how one game looks to a seat
-
-
-class Renderer:
-    """Generic rendering from OpenSpiel's own strings.
-
-    The seat's view: `observation_string(seat)` where the game provides observations, else
-    `information_state_string(seat)`, else `str(state)` (perfect-information games only).
-    Other seats' moves are reported only in perfect-information games (elsewhere they may be
-    private; the view string carries what the seat may know).
-    """
-
-    is_poker = False
-
-    def __init__(self, game: pyspiel.Game):
-        self.game = game
-        gtype = game.get_type()
-        self.num_players = game.num_players()
-        self.long_name = gtype.long_name
-        self.perfect_info = gtype.information == pyspiel.GameType.Information.PERFECT_INFORMATION
-        self.public_actions = self.perfect_info
-        if gtype.provides_observation_string:
-            self._view = lambda state, seat: state.observation_string(seat)
-        elif gtype.provides_information_state_string:
-            self._view = lambda state, seat: state.information_state_string(seat)
-        elif self.perfect_info:
-            self._view = lambda state, seat: str(state)
-        else:
-            raise ValueError(
-                f"game '{gtype.short_name}' has hidden information but no observation or "
-                "information-state strings; it cannot be rendered without leaking"
-            )
-
-    # -- text pieces
-    def system_prompt(self, seat: int) -> str:
-        return (
-            f"You are an AI agent that makes optimal decisions to win in the game of {self.long_name}.\n"
-            f"PLAYER INFORMATION: You are player {seat}.\n{ANSWER_INSTRUCTIONS}"
-        )
-
-    def compact_system_prompt(self, seat: int) -> str:
-        return f"{self.long_name}. You are player {seat}. {COMPACT_INSTRUCTIONS}"
-
-    def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
-        return _bracket(state.action_to_string(player, action))
-
-    def event_line(self, actor: int, seat: int, action: str) -> str | None:
-        """What `seat` learns of `actor`'s move (None: nothing)."""
-        if not self.public_actions:
-            return None
-        who = "Opponent" if self.num_players == 2 else f"Player {actor}"
-        return f"{who} played {action}."
-
-    def view(self, state: pyspiel.State, seat: int) -> list[str]:
-        text = "\n".join(line.rstrip() for line in self._view(state, seat).strip("\n").splitlines())
-        return ["State:", text]
-
-    def turn_message(self, state: pyspiel.State, seat: int, events: list[str], legal: list[str]) -> str:
-        # The state comes last, right before the answer: its tokens then sit at the same distance
-        # from the decision every turn, which even a tiny model can learn to read.
-        lines = list(events) + ["Legal actions: " + " ".join(legal)] + self.view(state, seat)
-        return "\n".join(lines)
-
-    def stake(self, state: pyspiel.State, seat: int) -> float:
-        """What an invalid move forfeits besides the penalty."""
-        return 1.0
-
-
-class TicTacToeRenderer(Renderer):
-    def system_prompt(self, seat: int) -> str:
-        mark = "X" if seat == 0 else "O"
-        return (
-            "You are an AI agent that makes optimal decisions to win in the game of tic-tac-toe.\n"
-            "GAME RULES: Two players take turns marking a 3x3 grid; X moves first. Three marks in a "
-            "row, column or diagonal win. A full grid with no line is a draw.\n"
-            f"PLAYER INFORMATION: You are player {seat} and play {mark}.\n{ANSWER_INSTRUCTIONS}"
-        )
-
-    def compact_system_prompt(self, seat: int) -> str:
-        mark = "X" if seat == 0 else "O"
-        return f"Tic-tac-toe: three in a row wins. You are player {seat} ({mark}). {COMPACT_INSTRUCTIONS}"
-
-    def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
-        return _bracket(state.action_to_string(player, action).upper())  # x(0,1) -> <X(0,1)>
-
-    def view(self, state: pyspiel.State, seat: int) -> list[str]:
-        rows = [r for r in str(state).splitlines() if r.strip()]
-        # The move list names every mark with its cell in one token (<x(1,1)>): a model reads the
-        # position from the token itself instead of counting grid characters. Lower case keeps these
-        # tokens apart from the legal actions (<X(0,2)>), which name empty cells.
-        moves = [self.action_text(state, i % 2, a).lower() for i, a in enumerate(state.history())]
-        return ["Board:"] + [" ".join(r.strip().upper()) for r in rows] + [
-            "Moves so far: " + (" ".join(moves) if moves else "none")
-        ]
-
-
-class KuhnRenderer(Renderer):
-    """Two-player Kuhn poker. Cards 0, 1, 2 are J, Q, K. Only the seat's own card is ever shown."""
-
-    is_poker = True
-    CARDS = "JQK"
-
-    def __init__(self, game: pyspiel.Game):
-        super().__init__(game)
-        self.public_actions = True  # bets are public; the deal is not
-
-    def system_prompt(self, seat: int) -> str:
-        order = "first" if seat == 0 else "second"
-        return (
-            "You are an AI agent that makes optimal decisions to win in the game of Kuhn poker.\n"
-            "GAME RULES: The deck is J < Q < K. Each player antes 1 chip and gets one private card. "
-            "<PASS> checks, or folds to a bet; <BET> adds 1 chip, or calls a bet. After two passes or "
-            "a call the higher card wins the pot; a fold loses the chips committed.\n"
-            f"PLAYER INFORMATION: You are player {seat} and act {order}.\n{ANSWER_INSTRUCTIONS}"
-        )
-
-    def compact_system_prompt(self, seat: int) -> str:
-        return (f"Kuhn poker: J < Q < K, ante 1, one bet of 1. You are player {seat}. "
-                f"{COMPACT_INSTRUCTIONS}")
-
-    def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
-        return _bracket(state.action_to_string(player, action).upper())  # Pass/Bet -> <PASS>/<BET>
-
-    @staticmethod
-    def committed(state: pyspiel.State, seat: int) -> list[float]:
-        """Chips each player has put in the pot (ante included), from `seat`'s observation tensor:
-        [player one-hot (n), card one-hot (n+1), contributions (n)]."""
-        n = state.num_players()
-        t = state.observation_tensor(seat)
-        return [float(x) for x in t[2 * n + 1: 3 * n + 1]]
-
-    def view(self, state: pyspiel.State, seat: int) -> list[str]:
-        card = self.CARDS[state.history()[seat]]  # the first n actions deal one card per player
-        chips = self.committed(state, seat)
-        mine, theirs = chips[seat], chips[1 - seat]
-        return [f"Your card: {card}", f"Pot: {mine + theirs:g} (you {mine:g}, opponent {theirs:g})"]
-
-    def stake(self, state: pyspiel.State, seat: int) -> float:
-        return self.committed(state, seat)[seat]
-
-
-class LeducRenderer(Renderer):
-    """Leduc poker: OpenSpiel's observation string as the view, public betting, chip stakes."""
-
-    is_poker = True
-    _ANTE = re.compile(r"\[Ante:([^\]]*)\]")
-
-    def __init__(self, game: pyspiel.Game):
-        super().__init__(game)
-        self.public_actions = True
-
-    def stake(self, state: pyspiel.State, seat: int) -> float:
-        # "[Ante: a b]" in the observation string is each player's total contribution so far.
-        m = self._ANTE.search(state.observation_string(seat))
-        return float(m.group(1).split()[seat]) if m else 1.0
-
-
-def make_renderer(game: pyspiel.Game) -> Renderer:
-    name = game.get_type().short_name
-    if name == "tic_tac_toe":
-        return TicTacToeRenderer(game)
-    if name == "kuhn_poker" and game.num_players() == 2:
-        return KuhnRenderer(game)
-    if name == "leduc_poker":
-        return LeducRenderer(game)
-    renderer = Renderer(game)
-    renderer.is_poker = "poker" in name
-    return renderer
-
 
 # ---------------------------------------------------------------------------------------------
 # Env and state
@@ -221,6 +40,7 @@ class OpenSpielEnv(Env):
         self,
         game: str,
         id: str | None = None,
+        params: dict | None = None,
         rewards: Any = None,
         max_turns: int = 50,
         format_reward: float | None = None,
@@ -232,9 +52,10 @@ class OpenSpielEnv(Env):
         if prompt not in ("full", "compact"):
             raise ValueError(f"env prompt must be 'full' or 'compact', got '{prompt}'")
         try:
-            self.game = pyspiel.load_game(game)
+            self.game = pyspiel.load_game(game, dict(params)) if params else pyspiel.load_game(game)
         except Exception as e:  # pyspiel raises a bare RuntimeError/SpielError
-            raise ValueError(f"openspiel: cannot load game '{game}': {str(e).splitlines()[0]}") from None
+            raise ValueError(f"openspiel: cannot load game '{game}' with params {params or {}}: "
+                             f"{str(e).splitlines()[0]}") from None
         gtype = self.game.get_type()
         dyn = gtype.dynamics
         if dyn not in (pyspiel.GameType.Dynamics.SEQUENTIAL, pyspiel.GameType.Dynamics.SIMULTANEOUS):
@@ -251,6 +72,9 @@ class OpenSpielEnv(Env):
         self.renderer = make_renderer(self.game)
         self.prompt = prompt
         self.history = bool(history)
+        # intermediate rewards (Hanabi): paid as they come, to every seat they name
+        self.step_rewards = gtype.reward_model == pyspiel.GameType.RewardModel.REWARDS
+        self.reset(0)  # a game whose first position cannot be rendered fails here, not mid-run
 
     def reset(self, seed: int) -> "OpenSpielState":
         return OpenSpielState(self, seed)
@@ -332,6 +156,9 @@ class OpenSpielState:
             self._state.apply_actions(joint)
         else:
             self._state.apply_action(action_id)
+        if self.env.step_rewards:
+            for s, r in enumerate(self._state.rewards()):
+                rewards[s] += float(r)
         self.moves += 1
         self._resolve_chance()
         if self._state.is_terminal():
@@ -388,9 +215,10 @@ class OpenSpielState:
     def _legal_texts(self, seat: int) -> tuple[list[str], list[int]]:
         ids = list(self._state.legal_actions(seat))
         texts = [self._render.action_text(self._state, seat, a) for a in ids]
-        if len(set(texts)) != len(texts):  # make distinct: <Call> twice -> <Call#3> <Call#7>
-            dup = {t for t in texts if texts.count(t) > 1}
-            texts = [f"{t[:-1]}#{a}>" if t in dup else t for t, a in zip(texts, ids)]
+        if len(set(texts)) != len(texts):
+            dup = sorted({t for t in texts if texts.count(t) > 1})[0]
+            raise ValueError(f"openspiel: game '{self.env.game_name}' names two legal actions '{dup}', so an "
+                             "answer cannot say which; it needs a hand-written renderer (docs/games.md)")
         return texts, ids
 
     def _prepare(self) -> None:
@@ -439,9 +267,13 @@ class OpenSpielState:
         else:
             best = max(game)
             self._outcomes = ["win" if g == best else "loss" for g in game]
-        pays_draw = self._r.mode == "mars" and draw and game[0] == 0.0 and not self._render.is_poker
+        pays_draw = (self._r.mode == "mars" and draw and game[0] == 0.0 and not self._render.is_poker
+                     and not self.env.step_rewards)  # a cooperative score of 0 is no draw
         for s, g in enumerate(game):
-            rewards[s] += self._r.draw_reward if pays_draw else g
+            if pays_draw:
+                rewards[s] += self._r.draw_reward
+            elif not self.env.step_rewards:  # step rewards were paid move by move already
+                rewards[s] += g
         self._terminal = True
         self.end_reason = "game"
         self._legal.clear()
@@ -483,3 +315,24 @@ def tic_tac_toe_env(game: str | None = None, **options: Any) -> OpenSpielEnv:
 @register_env("kuhn_poker")
 def kuhn_poker_env(game: str | None = None, **options: Any) -> OpenSpielEnv:
     return _named_env("kuhn_poker", game, options)
+
+
+def _register_named(env_id: str, game: str, params: dict | None = None) -> None:
+    """An env id for a game with fixed parameters (the MARS suite, docs/games.md)."""
+    def factory(**options: Any) -> OpenSpielEnv:
+        asked = options.pop("game", None)
+        if asked is not None and asked != game:
+            raise ValueError(f"env '{env_id}': game must be '{game}' or unset, got '{asked}'")
+        options.setdefault("id", env_id)
+        if params:
+            options["params"] = {**params, **(options.get("params") or {})}
+        return OpenSpielEnv(game, **options)
+    register_env(env_id)(factory)
+
+
+HANABI_MINI = {"players": 2, "colors": 2, "ranks": 2, "hand_size": 3, "max_information_tokens": 3, "max_life_tokens": 3}
+HANABI_SIMPLE = {"players": 2, "colors": 3, "ranks": 2, "hand_size": 5, "max_information_tokens": 8, "max_life_tokens": 3}
+for _id, _game, _params in [("connect_four", "connect_four", None), ("leduc_poker", "leduc_poker", None),
+                            ("liars_dice", "liars_dice", None), ("nim", "nim", None),
+                            ("hanabi_mini", "hanabi", HANABI_MINI), ("hanabi_simple", "hanabi", HANABI_SIMPLE)]:
+    _register_named(_id, _game, _params)
