@@ -133,6 +133,9 @@ class EnvSection:
     seats: Optional[List[str]] = None  # agent per seat; default: one agent plays every seat
     workflow: Optional[WorkflowSection] = None  # for name=workflow
     task: Optional[TaskSection] = None  # for name=workflow (default: arithmetic)
+    # several games at once: [{name: tic_tac_toe, share: 0.5}, {name: kuhn_poker, share: 0.5, ...}];
+    # each entry's other keys override the env keys above for that game
+    mixture: Optional[List[Dict[str, Any]]] = None
 
 
 @dataclass
@@ -142,10 +145,17 @@ class SchedulingSection:
 
 
 @dataclass
+class PoolSection:
+    sample: str = "latest"  # latest | uniform | prioritized (by the learner's score against each)
+    size: int = 5  # newest members kept (the initial weights count as one)
+
+
+@dataclass
 class RolloutSection:
     episodes: int = 64  # episodes per iteration
     group_size: int = 1  # episodes per group sharing a seed (same deal)
     opponents: Dict[str, float] = field(default_factory=dict)  # bot spec -> share of episodes
+    pool: PoolSection = field(default_factory=PoolSection)  # for the `pool` opponent
 
 
 @dataclass
@@ -214,7 +224,7 @@ _SECTION_TYPES = {
     "training": TrainingSection, "eval": EvalSection, "loss": LossSection, "policies": PolicySection,
     "agents": AgentSection, "optimizer": OptimizerSection, "resources": ResourcesSection,
     "sampling": SamplingSection, "scheduling": SchedulingSection, "workflow": WorkflowSection,
-    "task": TaskSection, "sequential": SequentialSection,
+    "task": TaskSection, "sequential": SequentialSection, "pool": PoolSection,
 }
 
 

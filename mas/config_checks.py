@@ -41,6 +41,7 @@ def check_config(cfg: Config, source: str = "config") -> None:
     _check_policies(cfg, source)
     _check_agents(cfg, source)
     _check_env(cfg, source)
+    _check_mixture(cfg, source)
     _check_rollout_and_eval(cfg, source)
     _check_training(cfg, source)
 
@@ -175,6 +176,27 @@ def _check_env(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: env.workflow: {err}") from None
 
 
+def _check_mixture(cfg: Config, source: str) -> None:
+    if not cfg.env.mixture:
+        return
+    if cfg.env.name == "workflow":
+        raise ConfigError(f"{source}: env.mixture: mixes games; a workflow env cannot be part of one")
+    from mas.games import env_specs, make
+
+    ids = []
+    for i, (spec, share) in enumerate(env_specs(cfg)):
+        if "name" not in cfg.env.mixture[i] or not 0 < share <= 1:
+            raise ConfigError(f"{source}: env.mixture[{i}]: each game needs a name and a share in (0, 1]")
+        try:
+            ids.append(make(spec).id)
+        except ValueError as err:
+            raise ConfigError(f"{source}: env.mixture[{i}]: {str(err).splitlines()[0]}") from None
+    if abs(sum(share for _, share in env_specs(cfg)) - 1.0) > 1e-6:
+        raise ConfigError(f"{source}: env.mixture: the shares must add up to 1")
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source}: env.mixture: two games have the env id '{ids[0]}'; give them distinct ids")
+
+
 def _check_rollout_and_eval(cfg: Config, source: str) -> None:
     from mas.agents import bots
 
@@ -187,6 +209,10 @@ def _check_rollout_and_eval(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: rollout.opponents: {err}") from None
         if not 0 <= share <= 1:
             raise ConfigError(f"{source}: rollout.opponents.{spec}: a share in [0, 1], got {share}")
+        if spec.startswith("checkpoint:") and not os.path.isdir(spec.split(":", 1)[1]):
+            raise ConfigError(f"{source}: rollout.opponents: '{spec}': no such model folder")
+    _choice(source, "rollout.pool.sample", cfg.rollout.pool.sample, ["latest", "uniform", "prioritized"])
+    _positive(source, "rollout.pool.size", cfg.rollout.pool.size)
     if sum(cfg.rollout.opponents.values()) > 1:
         raise ConfigError(f"{source}: rollout.opponents: shares add up to more than 1")
     for key, specs in (("eval.opponents", cfg.eval.opponents), ("eval.final_opponents", cfg.eval.final_opponents)):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyspiel
 import torch
 
 from mas.agents import bots
@@ -15,9 +16,11 @@ from mas.agents.models import load_tokenizer, resolve
 from mas.config import Config, ConfigError, to_yaml
 from mas.evaluation.games import MatchResult, eval_agent, format_table, play_matches
 from mas.evaluation.workflows import format_accuracy_table, team_accuracy
-from mas.games import env_spec, make as make_env
+from mas.games import env_specs, make as make_env
 from mas.orchestration.cluster import start_ray, start_worker, stop_worker
 from mas.orchestration.handles import gather
+from mas.orchestration.matchmaking import GameSlot, plan_episodes
+from mas.orchestration.opponents import FrozenOpponent, OpponentPool, learner_points
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
 from mas.orchestration.scheduler import ResourcePool, check_capacity, local_capacity, plan_placement
 from mas.orchestration.topology import build_agents, seat_agents, worker_spec
@@ -51,17 +54,26 @@ def advantage_stats(batch: TurnBatch, advantages: torch.Tensor) -> dict[str, flo
     return out
 
 
+def _is_bot(spec: str) -> bool:
+    return spec != "pool" and not spec.startswith("checkpoint:")
+
+
 class TrainingRun:
     def __init__(self, cfg: Config, *, progress: bool = True):
         self.cfg = cfg
         self.progress = progress
-        self.env = make_env(env_spec(cfg))
-        self.team = getattr(self.env, "team", False)  # a workflow: every seat on one side
         self.agents = build_agents(cfg)
-        self.seats = seat_agents(cfg, self.agents, self.env)
-        self.opponent_bots = {spec: bots.make(spec, self.env) for spec in cfg.rollout.opponents}
+        self.games = []  # one slot per game of the mixture (one game: one slot)
+        for spec, share in env_specs(cfg):
+            env = make_env(spec)
+            self.games.append(GameSlot(env, share, seat_agents(cfg, self.agents, env)))
+        self.env, self.seats = self.games[0].env, self.games[0].seats
+        self.team = getattr(self.env, "team", False)  # a workflow: every seat on one side
+        for slot in self.games:
+            slot.opponents = {spec: bots.make(spec, slot.env) for spec in cfg.rollout.opponents if _is_bot(spec)}
         eval_specs = [] if self.team else dict.fromkeys(cfg.eval.opponents + cfg.eval.final_opponents)
         self.eval_bots = {spec: bots.make(spec, self.env) for spec in eval_specs}
+        self.opponent_pool: OpponentPool | None = None
         self.estimator = make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
         self.run_dir = Path(cfg.resume or cfg.run.dir or Path("runs") / cfg.run.name)
         self.model_paths = {name: resolve(p.model, p.seed) for name, p in cfg.policies.items()}
@@ -89,6 +101,25 @@ class TrainingRun:
         self._start_workers()
         tokenizers = {name: load_tokenizer(path) for name, path in self.model_paths.items()}
         self.engine = RolloutEngine(self.env, self.workers, tokenizers)
+        self._start_frozen_opponents()
+
+    def _start_frozen_opponents(self) -> None:
+        """checkpoint:PATH and pool opponents: frozen policies in this process, playing like the
+        learner's agent (same prompt and sampling)."""
+        learner = self.seats[0]
+        for spec in self.cfg.rollout.opponents:
+            if spec == "pool":
+                pool_cfg = self.cfg.rollout.pool
+                self.opponent_pool = opponent = OpponentPool(
+                    self.run_dir, learner.policy, self.model_paths[learner.policy], learner,
+                    sample=pool_cfg.sample, size=pool_cfg.size, seed=self.cfg.run.seed)
+            elif spec.startswith("checkpoint:"):
+                opponent = FrozenOpponent(spec, spec.split(":", 1)[1], learner)
+            else:
+                continue
+            self.engine.add_policy(opponent.agent.policy, opponent.handle, opponent.tokenizer)
+            for slot in self.games:
+                slot.opponents[spec] = opponent.agent
 
     def _start_workers(self) -> None:
         for name, path in self.model_paths.items():
@@ -118,6 +149,8 @@ class TrainingRun:
         state = torch.load(latest / "trainer_state" / "controller.pt", weights_only=False)
         self.start_iteration = state["iteration"]
         self.estimator.load_state_dict(state["estimator"])
+        if self.opponent_pool is not None and "pool" in state:
+            self.opponent_pool.load_state_dict(state["pool"])
         self.history = [h for h in state["history"] if h["iteration"] <= self.start_iteration]
         print(f"resumed {self.run_dir} at iteration {self.start_iteration} ({latest.name})")
 
@@ -149,32 +182,14 @@ class TrainingRun:
 
     # --- one iteration ------------------------------------------------------------------------
     def episode_specs(self, iteration: int) -> list[EpisodeSpec]:
-        """Deterministic matchups and seeds: groups share a seed; a share of groups face a bot,
-        which takes seat (group index mod seats)."""
+        """Deterministic games, matchups and seeds (mas/orchestration/matchmaking.py)."""
         cfg = self.cfg
-        groups = cfg.rollout.episodes // cfg.rollout.group_size
-        matchups = []
-        bot_groups = []
-        for spec, share in cfg.rollout.opponents.items():
-            bot_groups.extend([self.opponent_bots[spec]] * int(round(share * groups)))
-        for g in range(groups):
-            players = list(self.seats)
-            if g < len(bot_groups):
-                players[g % self.env.num_seats] = bot_groups[g]
-            matchups.append(players)
-        specs = []
-        for slot in range(cfg.rollout.episodes):
-            g = slot // cfg.rollout.group_size
-            specs.append(EpisodeSpec(
-                episode_id=iteration * cfg.rollout.episodes + slot,
-                group_id=iteration * groups + g,
-                seed=stable_seed(cfg.run.seed, iteration, g),
-                players=matchups[g],
-            ))
-        return specs
+        return plan_episodes(self.games, episodes=cfg.rollout.episodes, group_size=cfg.rollout.group_size,
+                             opponent_shares=cfg.rollout.opponents, run_seed=cfg.run.seed, iteration=iteration)
 
     def iteration(self, it: int) -> dict:
         t0 = time.perf_counter()
+        member = self.opponent_pool.choose(it) if self.opponent_pool is not None else None
         episodes, stats = self.engine.play(self.episode_specs(it), seed=stable_seed(self.cfg.run.seed, it, 1))
         turns = [t for ep in episodes for t in ep.turns]
         metrics: dict[str, float] = {
@@ -190,6 +205,13 @@ class TrainingRun:
                 metrics[f"reward/seat{seat}"] = float(np.mean(own))
         if self.team:
             metrics["reward/team_accuracy"] = float(np.mean([ep.outcomes[0] == "win" for ep in episodes]))
+        if len(self.games) > 1:
+            for slot in self.games:
+                mine = [ep for ep in episodes if ep.env == slot.env.id]
+                metrics[f"reward/{slot.env.id}/mean_game_return"] = float(np.mean(
+                    [r for ep in mine for p, r in zip(ep.seat_players, ep.game_returns) if p in self.agents] or [0.0]))
+        if member is not None:
+            metrics.update(self.opponent_pool.record(learner_points(episodes, "pool", set(self.agents))))
         if not turns:
             return metrics
         batch = TurnBatch.from_turns(turns)
@@ -260,9 +282,35 @@ class TrainingRun:
         if self.team:
             r = self.evaluate_team(cfg.eval.games, seed)
             return {"eval/team/accuracy": r["accuracy"], "eval/team/invalid": r["invalid"]}
+        if len(self.games) > 1:
+            return self._eval_mixture(seed)
         results = self.evaluate(self.eval_player(), cfg.eval.opponents, cfg.eval.games, seed)
         return {f"eval/{spec}/{key}": res.overall[key]
                 for spec, res in results.items() for key in ("win", "draw", "loss", "invalid", "non_loss")}
+
+    def _eval_mixture(self, seed: int) -> dict[str, float]:
+        """Each game of a mixture: non-loss rates against the evaluation bots that apply to it, and
+        the mean score of greedy self-play in cooperative games (Hanabi)."""
+        out = {}
+        for i, slot in enumerate(self.games):
+            player = eval_agent(slot.seats[0], self.cfg.eval.temperature)
+            game = getattr(slot.env, "game", None)
+            if game is not None and game.get_type().utility == pyspiel.GameType.Utility.IDENTICAL:
+                specs = [EpisodeSpec(20_000_000 + k, 20_000_000 + k, stable_seed(seed, i, k), [player] * slot.env.num_seats,
+                                     env=slot.env) for k in range(self.cfg.eval.games)]
+                episodes, _ = self.engine.play(specs, seed=stable_seed(seed, i))
+                out[f"eval/{slot.env.id}/selfplay_score"] = float(np.mean([ep.game_returns[0] for ep in episodes]))
+                continue
+            for j, spec in enumerate(self.cfg.eval.opponents):
+                try:
+                    bot = bots.make(spec, slot.env)
+                except ValueError:
+                    continue  # e.g. MCTS on a game with step rewards
+                res, _ = play_matches(self.engine, player, bot, slot.env.num_seats, self.cfg.eval.games,
+                                      stable_seed(seed, i, j), env=slot.env)
+                out[f"eval/{slot.env.id}/{spec}/non_loss"] = res.overall["non_loss"]
+                out[f"eval/{slot.env.id}/{spec}/invalid"] = res.overall["invalid"]
+        return out
 
     def _log(self, done: int, metrics: dict) -> None:
         self.history.append({"iteration": done, **{k: float(v) for k, v in metrics.items()}})
@@ -277,8 +325,10 @@ class TrainingRun:
     def save(self, it: int) -> Path:
         staged = checkpoint.staging_dir(self.run_dir, it)
         gather([h.submit("save", str(staged)) for h in self.workers.values()])
-        torch.save({"iteration": it, "estimator": self.estimator.state_dict(), "history": self.history},
-                   staged / "trainer_state" / "controller.pt")
+        state = {"iteration": it, "estimator": self.estimator.state_dict(), "history": self.history}
+        if self.opponent_pool is not None:
+            state["pool"] = self.opponent_pool.state_dict()
+        torch.save(state, staged / "trainer_state" / "controller.pt")
         path = checkpoint.commit(self.run_dir, it, staged)
         checkpoint.prune(self.run_dir, self.cfg.run.keep_last)
         return path

@@ -76,6 +76,7 @@ def play_matches(
     games: int,
     seed: int,
     first_episode_id: int = 10_000_000,
+    env=None,  # the game, when the engine plays several; None: the engine's env
 ) -> tuple[MatchResult, list[Episode]]:
     """`games` episodes split evenly across the measured side's seats; opponents fill the others."""
     specs = []
@@ -84,7 +85,8 @@ def play_matches(
         players = [opponent] * num_seats
         players[seat] = player
         seed_i = stable_seed(seed, i)
-        specs.append(EpisodeSpec(episode_id=first_episode_id + i, group_id=first_episode_id + i, seed=seed_i, players=players))
+        specs.append(EpisodeSpec(episode_id=first_episode_id + i, group_id=first_episode_id + i, seed=seed_i,
+                                 players=players, env=env))
     episodes, _ = engine.play(specs, seed=seed)
     by_seat: dict[int, list[tuple[str, float]]] = {s: [] for s in range(num_seats)}
     for i, ep in enumerate(episodes):

@@ -32,6 +32,7 @@ __all__ = [
     "StepResult",
     "available_envs",
     "env_spec",
+    "env_specs",
     "extract_answer",
     "make",
     "parse_action",
@@ -84,3 +85,19 @@ def env_spec(cfg) -> dict:
     if e.id is not None:
         spec["id"] = e.id
     return spec
+
+
+_MIXTURE_ONLY = ("share",)
+
+
+def env_specs(cfg) -> list[tuple[dict, float]]:
+    """(make spec, share of the iteration's groups) per game: one game, or `env.mixture`."""
+    base = env_spec(cfg)
+    if not cfg.env.mixture:
+        return [(base, 1.0)]
+    out = []
+    for entry in cfg.env.mixture:
+        spec = {k: v for k, v in base.items() if k not in ("game", "id", "params")}
+        spec.update({k: v for k, v in dict(entry).items() if k not in _MIXTURE_ONLY})
+        out.append((spec, float(entry.get("share", 0.0))))
+    return out

@@ -10,7 +10,6 @@ observation / information-state strings.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np

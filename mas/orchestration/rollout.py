@@ -27,6 +27,7 @@ class EpisodeSpec:
     group_id: int
     seed: int
     players: list[Player]  # one per seat
+    env: Any = None  # the game of this episode (a mixture of games); None: the engine's env
 
 
 @dataclass
@@ -52,6 +53,7 @@ class _SeatContext:
 @dataclass
 class _Live:
     spec: EpisodeSpec
+    env: Any
     state: Any
     rng: np.random.Generator
     seats: dict[int, _SeatContext]
@@ -63,15 +65,23 @@ class RolloutEngine:
     def __init__(self, env, handles: dict[str, Any], tokenizers: dict[str, Any]):
         self.env = env
         self.handles = handles
+        self.frozen: dict[str, Any] = {}
         self.prompts = {name: PromptTokenizer(tok) for name, tok in tokenizers.items()}
+
+    def add_policy(self, name: str, handle, tokenizer) -> None:
+        """Serve another policy (e.g. a frozen opponent) from now on; kept apart from `handles`,
+        which the controller shares and restarts."""
+        self.frozen[name] = handle
+        self.prompts[name] = PromptTokenizer(tokenizer)
 
     def play(self, specs: list[EpisodeSpec], seed: int) -> tuple[list[Episode], RolloutStats]:
         start = time.perf_counter()
         stats = RolloutStats()
-        live = [
-            _Live(s, self.env.reset(s.seed), np.random.default_rng(stable_seed(s.seed, 7)), defaultdict(_SeatContext), [])
-            for s in specs
-        ]
+        live = []
+        for s in specs:
+            env = s.env or self.env
+            live.append(_Live(s, env, env.reset(s.seed), np.random.default_rng(stable_seed(s.seed, 7)),
+                              defaultdict(_SeatContext), []))
         round_index = 0
         while True:
             pending: dict[tuple[str, Any], list[tuple[_Live, int, Agent, GenerationRequest]]] = defaultdict(list)
@@ -87,7 +97,7 @@ class RolloutEngine:
                 break
             keys = list(pending)
             futures = [
-                self.handles[policy].submit(
+                (self.handles.get(policy) or self.frozen[policy]).submit(
                     "generate",
                     [item[3] for item in pending[(policy, sampling)]],
                     sampling,
@@ -151,7 +161,7 @@ class RolloutEngine:
         turn = Turn(
             episode_id=ep.spec.episode_id,
             group_id=ep.spec.group_id,
-            env=self.env.id,
+            env=ep.env.id,
             agent=agent.name,
             policy=agent.policy,
             seat=seat,
@@ -196,7 +206,7 @@ class RolloutEngine:
         return Episode(
             episode_id=ep.spec.episode_id,
             group_id=ep.spec.group_id,
-            env=self.env.id,
+            env=ep.env.id,
             seed=ep.spec.seed,
             turns=ep.turns,
             returns=list(state.returns()),

@@ -131,6 +131,12 @@ class PolicyWorker:
             self.backend.set_weights(self.state_dict())
         return result
 
+    def load_weights(self, path: str) -> None:
+        """New weights from a Hugging Face folder (a frozen opponent switching checkpoints)."""
+        load_weights(self.model, path)
+        if self.spec.backend == "vllm":
+            self.backend.set_weights(path)
+
     def save(self, step_dir: str) -> None:
         step_dir = Path(step_dir)
         self.model.save_pretrained(step_dir / self.spec.policy)

@@ -130,15 +130,21 @@ class HanabiRenderer(Renderer):
     rules = ("A cooperative card game. Together, play cards of each colour in rank order 1, 2, ... onto "
              "the fireworks. You cannot see your own cards, only the others'. On your turn: play a card "
              "from your hand (by position), discard one (regains an information token), or spend an "
-             "information token to reveal all cards of one colour or rank in another player's hand. A "
+             "information token to hint (<HINTR>: which of the partner's cards are red; <HINT2>: which "
+             "are 2s; the hint reveals all of them). A "
              "card that does not fit costs a life. The score is the number of cards played.")
 
     def compact_system_prompt(self, seat: int) -> str:
         return f"Hanabi: cooperate to play cards in order. You are player {seat}. {COMPACT_INSTRUCTIONS}"
 
     def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
-        # "(Reveal player +1 color R)" -> <REVEAL+1COLORR>; "(Play 0)" -> <PLAY0>
-        return bracket(state.action_to_string(player, action).strip("()").upper())
+        # "(Play 0)" -> <PLAY0>, "(Discard 1)" -> <DISCARD1>; "(Reveal player +1 color R)" -> <HINTR> and
+        # "(Reveal player +1 rank 2)" -> <HINT2> (the offset is written out with more than 2 players)
+        words = state.action_to_string(player, action).strip("()").split()
+        if words[0] != "Reveal":
+            return bracket("".join(words).upper())
+        offset = "" if self.num_players == 2 else words[2]
+        return f"<HINT{offset}{words[-1].upper()}>"
 
     def view(self, state: pyspiel.State, seat: int) -> list[str]:
         text = "\n".join(line.rstrip() for line in state.observation_string(seat).strip("\n").splitlines())
