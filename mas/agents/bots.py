@@ -1,4 +1,4 @@
-"""Non-LLM players: uniform random and OpenSpiel MCTS.
+"""Non-LLM players: uniform random, OpenSpiel MCTS and the CFR average policy (Kuhn, Leduc).
 
 A bot answers with the exact legal action string, drawing all its randomness from the
 `numpy.random.Generator` the caller passes, so evaluation is reproducible.
@@ -13,9 +13,16 @@ import numpy as np
 
 from mas.games.base import Env, EnvState
 
-__all__ = ["Bot", "RandomBot", "MCTSBot", "make", "check_spec", "ALLOWED_SPECS"]
+__all__ = ["Bot", "RandomBot", "MCTSBot", "CFRBot", "make", "check_spec", "ALLOWED_SPECS"]
 
-ALLOWED_SPECS = "random, mcts:N (N simulations, e.g. mcts:100)"
+ALLOWED_SPECS = ("random, mcts:N (N simulations, e.g. mcts:100), cfr (kuhn_poker, leduc_poker), "
+                 "checkpoint:PATH, pool")
+# Opponents that a run serves from a policy worker, not in-process bots: `check_spec` accepts
+# them so configs validate, `make` refuses them.
+SERVED_SPECS = {
+    "checkpoint": "'{spec}' is a frozen policy served by a worker, not an in-process bot",
+    "pool": "'{spec}' is the pool of frozen policies served by workers, not an in-process bot",
+}
 
 
 @runtime_checkable
@@ -85,25 +92,58 @@ class MCTSBot:
         return state.action_text(int(action), seat)
 
 
+class CFRBot:
+    """The CFR average policy (`mas.agents.cfr`, solved once and cached), sampled with the caller's
+    rng at the seat's information state. Kuhn and Leduc poker only."""
+
+    def __init__(self, name: str, env: Env):
+        from mas.agents import cfr
+
+        game = getattr(env, "game", None)
+        if game is None:
+            raise ValueError(f"bot '{name}' plays only kuhn_poker and leduc_poker; env '{env.id}' is not an OpenSpiel game")
+        self.name = name
+        self.policy = cfr.load_or_solve(cfr.check_game(game))
+        self.iterations = self.policy.iterations
+        self.exploitability = self.policy.exploitability
+
+    def act(self, state: EnvState, seat: int, rng: np.random.Generator) -> str:
+        info = state.native().information_state_string(seat)
+        pairs = self.policy.table.get(info)
+        if pairs is None:
+            raise ValueError(f"bot '{self.name}': no CFR policy for information state '{info}'")
+        probs = np.asarray([p for _, p in pairs], dtype=np.float64)
+        action = pairs[int(rng.choice(len(pairs), p=probs / probs.sum()))][0]
+        return state.action_text(int(action), seat)
+
+
 def check_spec(spec: str) -> None:
-    """Raise ValueError (one line) unless `spec` names a bot `make` can build."""
+    """Raise ValueError (one line) unless `spec` names a known opponent (an in-process bot, or one
+    a run serves: checkpoint:PATH, pool)."""
     _parse(spec)
 
 
-def _parse(spec: str) -> tuple[str, int]:
+def _parse(spec: str) -> tuple[str, int | str]:
     spec = str(spec).strip()
-    if spec == "random":
-        return "random", 0
+    if spec in ("random", "cfr", "pool"):
+        return spec, 0
     m = re.fullmatch(r"mcts:(\d+)", spec)
     if m and int(m.group(1)) > 0:
         return "mcts", int(m.group(1))
+    m = re.fullmatch(r"checkpoint:(.+)", spec)
+    if m:
+        return "checkpoint", m.group(1)
     raise ValueError(f"unknown bot '{spec}'; allowed: {ALLOWED_SPECS}")
 
 
 def make(spec: str, env: Env) -> Bot:
-    """A bot by spec: "random" or "mcts:N"."""
+    """An in-process bot by spec: "random", "mcts:N" or "cfr"; served specs raise ValueError."""
     kind, n = _parse(spec)
     spec = str(spec).strip()
+    if kind in SERVED_SPECS:
+        raise ValueError(SERVED_SPECS[kind].format(spec=spec))
     if kind == "random":
         return RandomBot(spec)
-    return MCTSBot(spec, env, n)
+    if kind == "cfr":
+        return CFRBot(spec, env)
+    return MCTSBot(spec, env, int(n))

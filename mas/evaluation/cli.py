@@ -1,36 +1,58 @@
-"""`mas eval`: a checkpoint (or any model folder) against fixed opponents, table and JSON."""
+"""`mas eval`: a checkpoint (--policy) or a bot (--player) against fixed opponents on one env, or
+against a whole suite of envs x opponents (--suite FILE.yaml); one table and, with --json, JSON."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from mas.agents import bots
-from mas.evaluation.games import format_table, play_matches
-from mas.evaluation.loading import load_policy
-from mas.games import make as make_env
-from mas.orchestration.rollout import RolloutEngine
+from mas.evaluation import suite as suites
+from mas.evaluation.loading import load_policy, policy_folder
 
 
 def run_eval(args) -> int:
-    if not args.policy:
-        raise ValueError("--policy: which checkpoint to evaluate (a folder such as runs/NAME/final/POLICY)")
-    env = make_env(args.env)
-    opponents = [o.strip() for o in args.opponents.split(",") if o.strip()]
-    for spec in opponents:
-        bots.check_spec(spec)
-    if args.games <= 0:
-        raise ValueError(f"--games must be > 0, got {args.games}")
-    loaded = load_policy(args.policy, temperature=args.temperature, constrained=args.constrained,
-                         max_new_tokens=args.max_new_tokens, threads=args.threads)
-    engine = RolloutEngine(env, *loaded.engine_parts())
-    results = {}
-    for i, spec in enumerate(opponents):
-        results[spec], _ = play_matches(engine, loaded.agent, bots.make(spec, env), env.num_seats, args.games,
-                                        args.seed + i)
-    print(f"{loaded.path} on {env.id} (constrained={loaded.agent.constrained}, temperature={args.temperature})")
-    print(format_table({"policy": results}))
+    if args.policy and args.player:
+        raise ValueError("give --policy (a checkpoint) or --player (a bot), not both")
+    suite = (suites.load_suite(args.suite) if args.suite
+             else suites.single_env_suite(args.env, args.opponents, args.games, args.seed))
+    # The command line names the player; a suite file's player/policy is the default.
+    policy = args.policy or (None if args.player else suite.policy)
+    player = args.player or (None if args.policy else suite.player)
+    if not policy and not player:
+        raise ValueError("which side to evaluate: --policy (a checkpoint such as runs/NAME/final/POLICY) "
+                         "or --player (a bot such as mcts:100)")
+    if player:
+        try:
+            bots.check_spec(player)
+        except ValueError as err:
+            raise ValueError(f"--player: {err}") from None
+        label, side = player, {"player": player}
+        matches = suites.build(suite, player)
+    else:
+        option = "--policy" if args.policy else f"suite {args.suite}: policy"
+        label = str(policy_folder(policy, option))
+        side = {"policy": label}
+        matches = suites.build(suite, lambda: load_policy(
+            policy, temperature=args.temperature, constrained=args.constrained,
+            max_new_tokens=args.max_new_tokens, threads=args.threads, option=option),
+            policy_dir=policy_folder(policy, option))
+        label += f" (constrained={matches[0].player.constrained}, temperature={args.temperature})"
+    rows = suites.run(matches)
+    where = f"suite {args.suite}" if args.suite else matches[0].env_id
+    print(f"{next(iter(side))} {label} on {where}, seed {suite.seed}")
+    print(suites.format_rows(rows))
+    notes = suites.cfr_notes(matches)
+    for env_id, note in notes.items():
+        print(f"cfr on {env_id}: CFR average policy after {note['iterations']} iterations (pyspiel.CFRSolver), "
+              f"exploitability {note['exploitability']:.4f}")
     if args.json_path:
-        payload = {"policy": str(loaded.path), "env": env.id, "games_per_opponent": args.games,
-                   "opponents": {spec: r.to_json() for spec, r in results.items()}}
+        results = suites.results_json(rows)
+        if args.suite:
+            payload = {**side, "suite": str(args.suite), "seed": suite.seed, "envs": results}
+        else:
+            payload = {**side, "env": matches[0].env_id, "games_per_opponent": args.games, "seed": suite.seed,
+                       "opponents": results[matches[0].env_id]}
+        if notes:
+            payload["cfr"] = notes
         Path(args.json_path).write_text(json.dumps(payload, indent=1))
     return 0

@@ -77,20 +77,22 @@ def play_matches(
     seed: int,
     first_episode_id: int = 10_000_000,
     env=None,  # the game, when the engine plays several; None: the engine's env
+    seats: list[int] | None = None,  # the measured side's seats (default: all, in turn)
 ) -> tuple[MatchResult, list[Episode]]:
     """`games` episodes split evenly across the measured side's seats; opponents fill the others."""
+    seats = list(range(num_seats)) if seats is None else list(seats)
     specs = []
     for i in range(games):
-        seat = i % num_seats
+        seat = seats[i % len(seats)]
         players = [opponent] * num_seats
         players[seat] = player
         seed_i = stable_seed(seed, i)
         specs.append(EpisodeSpec(episode_id=first_episode_id + i, group_id=first_episode_id + i, seed=seed_i,
                                  players=players, env=env))
     episodes, _ = engine.play(specs, seed=seed)
-    by_seat: dict[int, list[tuple[str, float]]] = {s: [] for s in range(num_seats)}
+    by_seat: dict[int, list[tuple[str, float]]] = {s: [] for s in seats}
     for i, ep in enumerate(episodes):
-        seat = i % num_seats
+        seat = seats[i % len(seats)]
         by_seat[seat].append((ep.outcomes[seat], ep.game_returns[seat] if ep.game_returns else 0.0))
     everything = [r for rs in by_seat.values() for r in rs]
     result = MatchResult(

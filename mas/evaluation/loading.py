@@ -42,6 +42,28 @@ def run_config_sampling(policy_dir: Path) -> dict:
     return {}
 
 
+def trained_setup(policy_dir: Path, env_id: str) -> tuple[Any, str]:
+    """The env (built as in training) and the agent's role prompt, when `policy_dir` sits in a mas
+    run folder whose env is `env_id`; (None, "") otherwise."""
+    from mas.config import ConfigError, load_config
+    from mas.games import env_spec, make
+
+    for parent in (policy_dir.parent.parent, policy_dir.parent):
+        cfg_file = parent / "config.yaml"
+        if not cfg_file.is_file():
+            continue
+        try:
+            cfg = load_config(str(cfg_file))
+            env = make(env_spec(cfg))
+        except (ConfigError, ValueError):
+            return None, ""  # an older or foreign config: play with the env's defaults
+        if env.id != env_id:
+            return None, ""
+        role = next((a.role_prompt for a in cfg.agents if a.policy == policy_dir.name), "")
+        return env, role
+    return None, ""
+
+
 def policy_folder(path: str, option: str = "--policy") -> Path:
     """A Hugging Face model folder from a checkpoint path, a step folder with one policy, or a
     built-in model name; a one-line ValueError otherwise."""

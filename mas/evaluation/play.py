@@ -10,40 +10,17 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from pathlib import Path
 from typing import TextIO
 
 import pyspiel
 
 from mas.agents.backends.base import Generation, GenerationRequest
 from mas.agents.chat import PromptTokenizer
-from mas.evaluation.loading import LoadedPolicy, load_policy, policy_folder
-from mas.games import Env, make, parse_action
+from mas.evaluation.loading import LoadedPolicy, load_policy, policy_folder, trained_setup
+from mas.games import make, parse_action
 from mas.seeding import stable_seed
 
 QUIT_WORDS = ("quit", "exit")
-
-
-def trained_setup(policy_dir: Path, env_id: str) -> tuple[Env | None, str]:
-    """The env (built as in training) and the agent's role prompt, when `policy_dir` sits in a mas
-    run folder whose env is `env_id`; (None, "") otherwise."""
-    from mas.config import ConfigError, load_config
-    from mas.games import env_spec
-
-    for parent in (policy_dir.parent.parent, policy_dir.parent):
-        cfg_file = parent / "config.yaml"
-        if not cfg_file.is_file():
-            continue
-        try:
-            cfg = load_config(str(cfg_file))
-            env = make(env_spec(cfg))
-        except (ConfigError, ValueError):
-            return None, ""  # an older or foreign config: play with the env's defaults
-        if env.id != env_id:
-            return None, ""
-        role = next((a.role_prompt for a in cfg.agents if a.policy == policy_dir.name), "")
-        return env, role
-    return None, ""
 
 
 def parse_human(text: str, legal: list[str]) -> str | None:

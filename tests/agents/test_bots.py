@@ -74,4 +74,4 @@ def test_check_spec():
     bots.check_spec("random")
     bots.check_spec("mcts:10")
     with pytest.raises(ValueError, match="allowed: random, mcts:N"):
-        bots.check_spec("cfr")
+        bots.check_spec("alphazero")
