@@ -30,7 +30,20 @@ def cmd_eval(args) -> int:
     from mas.evaluation.cli import run_eval
 
     try:
+        if args.benchmark:
+            from mas.evaluation.reasoning.benchmark_eval import run_benchmark_eval
+
+            return run_benchmark_eval(args)
         return run_eval(args)
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+
+
+def cmd_score(args) -> int:
+    from mas.evaluation.reasoning.cli import run_score
+
+    try:
+        return run_score(args)
     except ValueError as err:
         _fail(str(err).splitlines()[0])
 
@@ -42,6 +55,17 @@ def cmd_play(args) -> int:
         return run_play(args)
     except ValueError as err:
         _fail(str(err).splitlines()[0])
+
+
+def cmd_data(args) -> int:
+    from mas.games.arithmetic import write_problems
+
+    try:
+        path = write_problems(args.out, args.count, seed=args.seed, max_value=args.max_value, steps=args.steps)
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+    print(f"wrote {args.count} problems to {path}")
+    return 0
 
 
 def cmd_models(args) -> int:
@@ -79,7 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ev.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
+    ev.add_argument("--benchmark", default=None,
+                    help="a reasoning benchmark instead of games: gsm8k, math (math500), aime, amc, gpqa, jsonl")
+    ev.add_argument("--data", default=None, help="the benchmark file (JSONL, or CSV for gpqa)")
+    ev.add_argument("--samples", type=int, default=1, help="samples per item (avg@k, pass@k)")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N items")
+    ev.add_argument("--topology", default=None, help="a YAML multi-agent workflow to run the benchmark through")
+    ev.add_argument("--prompts", default=None, help="a YAML file overriding the benchmark's prompt template")
+    ev.add_argument("--responses-out", default=None, help="also write the generated responses as JSONL here")
     ev.set_defaults(func=cmd_eval)
+
+    score = sub.add_parser("score", help="score responses to a reasoning benchmark produced anywhere")
+    score.add_argument("--benchmark", required=True, help="gsm8k, math (math500), aime, amc, gpqa, jsonl")
+    score.add_argument("--data", required=True, help="the benchmark file")
+    score.add_argument("--responses", required=True, help='JSONL: {"index": i, "response": "..."} per sample')
+    score.add_argument("--json", dest="json_path", default=None, help="write the report (and per-item results) here")
+    score.add_argument("--seed", type=int, default=0, help="the GPQA option permutation seed")
+    score.add_argument("--fields", default=None, help="jsonl: question=FIELD,answer=FIELD")
+    score.add_argument("--workers", type=int, default=None, help="scoring processes (default: all cores)")
+    score.add_argument("--timeout", type=float, default=5.0, help="seconds per response before it counts as wrong")
+    score.set_defaults(func=cmd_score)
 
     play = sub.add_parser("play", help="play against a checkpoint in the terminal")
     play.add_argument("--policy", required=True, help="a checkpoint folder (Hugging Face model) or built-in model name")
@@ -90,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="restrict the agent's answers to legal actions (default: as its run config says)")
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=cmd_play)
+
+    data = sub.add_parser("data", help="write a generated data file: mas data arithmetic OUT.jsonl")
+    data.add_argument("kind", choices=["arithmetic"], help="arithmetic: word problems in the GSM8K layout")
+    data.add_argument("out", help="the JSONL file to write")
+    data.add_argument("--count", type=int, default=100)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--max-value", type=int, default=20)
+    data.add_argument("--steps", type=int, default=1)
+    data.set_defaults(func=cmd_data)
 
     models = sub.add_parser("models", help="list built-in models")
     models.add_argument("--build", action="store_true", help="build them into the cache now")

@@ -45,6 +45,7 @@ class Episode:
     outcomes: list[str]  # per seat: "win" | "draw" | "loss" | "invalid"
     seat_players: list[str]  # who played each seat: an agent name or a bot spec
     game_returns: list[float] = field(default_factory=list)  # the game's own payoffs (chips, +-1)
+    info: dict = field(default_factory=dict)  # what the env reports at the end (a workflow: its final answer)
 
 
 _INT_COLUMNS = ("episode_id", "group_id", "seat", "turn", "step")

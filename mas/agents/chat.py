@@ -33,6 +33,9 @@ class PromptTokenizer:
         `prev_ids + response_ids + ids of the newly rendered text`."""
         sampled = self.render(prev_messages) + self.tokenizer.decode(response_ids, skip_special_tokens=False)
         full = self.render(messages)
+        cut_off = not response_ids or response_ids[-1] != self.tokenizer.eos_token_id
+        if cut_off:  # an answer cut off at max_new_tokens never matches the closed turn: start afresh
+            return self.encode_text(full)
         if not full.startswith(sampled):
             # The template re-renders history differently (e.g. strips thinking): extending is
             # impossible, so this turn starts a fresh prompt. Training then sees a separate sequence.

@@ -54,6 +54,8 @@ class ArithmeticTask:
     per-step format penalty (a CPU stand-in for format errors of free-text models)."""
 
     name = "arithmetic"
+    instruction = "Give the final answer as \\boxed{N}."
+    parse = staticmethod(parse_number)
 
     def __init__(self, max_value: int = 20, steps: int = 1, malformed_answers: int = 0):
         if max_value < 2:
@@ -89,8 +91,9 @@ class ArithmeticTask:
         sentences.append(f"How many {item} does {name} have now?")
         return Problem(" ".join(sentences), count)
 
-    def check(self, text: str, problem: Problem) -> bool:
-        return parse_number(text) == problem.answer
+    def check(self, value: int | None, problem: Problem) -> bool:
+        """A parsed answer (see `parse`) against the problem's."""
+        return value is not None and value == problem.answer
 
 
 def write_problems(path: str | Path, count: int, seed: int = 0, **task_options) -> Path:

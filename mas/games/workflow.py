@@ -24,14 +24,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from mas.games.arithmetic import ArithmeticTask, Problem, parse_number
+from mas.games.arithmetic import ArithmeticTask, Problem
 from mas.games.base import Env, StepResult, extract_answer, register_env
 
 __all__ = ["WorkflowSpec", "WorkflowEnv", "WORKFLOW_TYPES", "TASKS"]
 
 TASKS: dict[str, Callable[..., Any]] = {"arithmetic": ArithmeticTask}
 
-SOLVE = "Give the final answer as \\boxed{N}."
 VERIFY = "Reply <verify>approve</verify> if the answer is correct, else <verify>reject</verify>."
 _VERIFY_RE = re.compile(r"<verify>\s*(approve|reject)\s*</verify>", re.IGNORECASE)
 _ROUTE_RE = re.compile(r"<route>\s*([\w.-]+)\s*</route>", re.IGNORECASE)
@@ -61,6 +60,8 @@ class WorkflowState:
     """One episode: one question, per-seat chats, the answers so far. Subclasses decide who acts
     next (`_advance`) and what each seat is told (`_news`)."""
 
+    reads_cut_off_answers = True  # an answer cut off at max_new_tokens is read as written (the rollout)
+
     def __init__(self, env: "WorkflowEnv", seed: int):
         self.env, self.spec = env, env.spec
         self.problem: Problem = env.task.problem(seed)
@@ -69,7 +70,8 @@ class WorkflowState:
         self._chat_turn = [-1] * n  # the turn each seat's chat was last built for
         self.last_text: list[str | None] = [None] * n
         self.rewards = [0.0] * n
-        self.answers: list[tuple[int, int | None]] = []  # (seat, parsed answer) in order
+        self.answers: list[tuple[int, Any]] = []  # (seat, parsed answer) in order
+        self.answer_texts: list[str] = []  # the text of each answer, in the same order
         self.to_act: list[int] = []
         self.last_actor: int | None = None
         self.turns_taken = [0] * n
@@ -143,7 +145,21 @@ class WorkflowState:
         raise ValueError("workflow envs have no native actions")
 
     def correct(self) -> bool:
-        return self.final is not None and self.final == self.problem.answer
+        return self.final is not None and self.env.task.check(self.final, self.problem)
+
+    def info(self) -> dict:
+        """The system's answer, for evaluation: its text and parsed value."""
+        return {"final_text": self.final_text, "final": self.final, "turns": sum(self.turns_taken)}
+
+    @property
+    def final_text(self) -> str | None:
+        """The text of the answer that became the system's answer (None: no readable answer)."""
+        if self.final is None:
+            return None
+        for (_, value), text in zip(reversed(self.answers), reversed(self.answer_texts)):
+            if value == self.final:
+                return text
+        return None
 
     # --- helpers for subclasses ---------------------------------------------------------------
     def _pay_team(self, rewards: dict[int, float]) -> dict[int, float]:
@@ -159,8 +175,9 @@ class WorkflowState:
         return self.spec.seat_names()[seat]
 
     def _solve(self, seat: int, text: str) -> bool:
-        value = parse_number(text)
+        value = self.env.task.parse(text)
         self.answers.append((seat, value))
+        self.answer_texts.append(text)
         return value is not None
 
     def _quote(self, seat: int) -> str:
@@ -173,7 +190,7 @@ class WorkflowState:
         return []
 
     def _system(self, seat: int) -> str:
-        return f"You are {self._name(seat)} in a team that answers word problems. {SOLVE}"
+        return f"You are {self._name(seat)} in a team that answers word problems. {self.env.task.instruction}"
 
     # --- per type -----------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -207,7 +224,7 @@ class ChainState(WorkflowState):
             self.to_act = [acted]
 
     def _news(self, seat: int) -> list[str]:
-        return [self._quote(s) for s, _ in self.answers] + [SOLVE]
+        return [self._quote(s) for s, _ in self.answers] + [self.env.task.instruction]
 
 
 @register_workflow("loop")
@@ -247,8 +264,8 @@ class LoopState(WorkflowState):
         if seat == self.VERIFIER:
             return [self._quote(self.SOLVER), VERIFY]
         if not self.answers:
-            return [SOLVE]
-        return [f"{self._name(self.VERIFIER)} rejected your answer. Try again. {SOLVE}"]
+            return [self.env.task.instruction]
+        return [f"{self._name(self.VERIFIER)} rejected your answer. Try again. {self.env.task.instruction}"]
 
 
 @register_workflow("debate")
@@ -277,11 +294,11 @@ class DebateState(WorkflowState):
 
     def _news(self, seat: int) -> list[str]:
         if seat == self.debaters:  # the aggregator sees every debater's final answer
-            return [self._quote(s) for s, _ in self._round_answers(self.spec.max_rounds - 1)] + [SOLVE]
+            return [self._quote(s) for s, _ in self._round_answers(self.spec.max_rounds - 1)] + [self.env.task.instruction]
         if self.round == 1:
-            return [SOLVE]
+            return [self.env.task.instruction]
         prior = self._round_answers(self.round - 2)
-        return ["The others answered:", *(self._quote(s) for s, _ in prior if s != seat), SOLVE]
+        return ["The others answered:", *(self._quote(s) for s, _ in prior if s != seat), self.env.task.instruction]
 
 
 @register_workflow("router")
@@ -326,7 +343,7 @@ class RouterState(WorkflowState):
     def _news(self, seat: int) -> list[str]:
         if seat == self.ROUTER:
             return [self._quote(s) for s, _ in self.answers[-1:]] + ["Reply <route>NAME</route>."]
-        return [self._quote(s) for s, _ in self.answers] + [SOLVE]
+        return [self._quote(s) for s, _ in self.answers] + [self.env.task.instruction]
 
 
 # --- the env ----------------------------------------------------------------------------------

@@ -184,7 +184,9 @@ class RolloutEngine:
         stats.per_policy_tokens[agent.policy] = stats.per_policy_tokens.get(agent.policy, 0) + len(gen.token_ids)
         if ep.state.is_terminal():  # a simultaneous-move partner already ended the game
             return
-        if gen.finished:
+        # Games treat an answer cut off at max_new_tokens as an invalid move; a workflow reads what
+        # was written (a benchmark's final answer may well stand before the cut).
+        if gen.finished or getattr(ep.state, "reads_cut_off_answers", False):
             result = self._apply(ep, seat, lambda: ep.state.apply(seat, gen.text))
         else:
             result = self._apply(ep, seat, lambda: ep.state.apply_invalid(seat, "cut off at max_new_tokens"))
@@ -213,4 +215,5 @@ class RolloutEngine:
             outcomes=list(state.outcomes()),
             seat_players=[getattr(p, "name", str(p)) for p in ep.spec.players],
             game_returns=list(state.game_returns()),
+            info=state.info() if hasattr(state, "info") else {},
         )
