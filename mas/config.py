@@ -118,6 +118,17 @@ class TaskSection:
 
 
 @dataclass
+class AdversarialSection:
+    attackers: List[str] = field(default_factory=list)  # attacker agents (they write first)
+    defenders: List[str] = field(default_factory=list)  # defender agents in topology order
+    topology: str = "chain"  # chain | tree | complete
+    injection: str = "task"  # task | between | user
+    attack_rate: float = 1.0  # share of episodes attacked (the rest measure clean accuracy)
+    weights: Dict[str, float] = field(default_factory=lambda: {"task": 1.0, "safety": 1.0, "format": 0.2})
+    schedule: Dict[str, Any] = field(default_factory=dict)  # {weight: [[iteration, value], ...]}
+
+
+@dataclass
 class EnvSection:
     name: str = "tic_tac_toe"  # a registered env (`mas.games.available_envs()`)
     game: Optional[str] = None  # for name=openspiel: the pyspiel game string
@@ -136,6 +147,7 @@ class EnvSection:
     # several games at once: [{name: tic_tac_toe, share: 0.5}, {name: kuhn_poker, share: 0.5, ...}];
     # each entry's other keys override the env keys above for that game
     mixture: Optional[List[Dict[str, Any]]] = None
+    adversarial: Optional[AdversarialSection] = None  # for name=adversarial
 
 
 @dataclass
@@ -224,7 +236,7 @@ _SECTION_TYPES = {
     "training": TrainingSection, "eval": EvalSection, "loss": LossSection, "policies": PolicySection,
     "agents": AgentSection, "optimizer": OptimizerSection, "resources": ResourcesSection,
     "sampling": SamplingSection, "scheduling": SchedulingSection, "workflow": WorkflowSection,
-    "task": TaskSection, "sequential": SequentialSection, "pool": PoolSection,
+    "task": TaskSection, "sequential": SequentialSection, "pool": PoolSection, "adversarial": AdversarialSection,
 }
 
 

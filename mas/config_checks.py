@@ -149,6 +149,9 @@ def _check_env(cfg: Config, source: str) -> None:
     if cfg.env.seats is not None:
         for j, name in enumerate(cfg.env.seats):
             _choice(source, f"env.seats[{j}]", name, names)
+    if cfg.env.name == "adversarial":
+        _check_adversarial(cfg, source, names)
+        return
     wf = cfg.env.workflow
     if cfg.env.name != "workflow":
         if wf is not None or cfg.env.task is not None:
@@ -174,6 +177,21 @@ def _check_env(cfg: Config, source: str) -> None:
         make(env_spec(cfg))  # the env the run will build, built once here to check its shape
     except ValueError as err:
         raise ConfigError(f"{source}: env.workflow: {err}") from None
+
+
+def _check_adversarial(cfg: Config, source: str, names: list[str]) -> None:
+    adv = cfg.env.adversarial
+    if adv is None:
+        raise ConfigError(f"{source}: env.adversarial: env.name 'adversarial' needs this section (attackers, defenders, ...)")
+    for key in ("attackers", "defenders"):
+        for j, name in enumerate(getattr(adv, key)):
+            _choice(source, f"env.adversarial.{key}[{j}]", name, names)
+    try:
+        from mas.games import env_spec, make
+
+        make(env_spec(cfg))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{source}: env.adversarial: {str(err).splitlines()[0]}") from None
 
 
 def _check_mixture(cfg: Config, source: str) -> None:

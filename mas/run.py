@@ -17,6 +17,7 @@ from mas.config import Config, ConfigError, to_yaml
 from mas.evaluation.games import MatchResult, eval_agent, format_table, play_matches
 from mas.evaluation.workflows import format_accuracy_table, team_accuracy
 from mas.games import env_specs, make as make_env
+from mas.games.adversarial import episode_metrics
 from mas.orchestration.cluster import start_ray, start_worker, stop_worker
 from mas.orchestration.handles import gather
 from mas.orchestration.matchmaking import GameSlot, plan_episodes
@@ -190,6 +191,9 @@ class TrainingRun:
     def iteration(self, it: int) -> dict:
         t0 = time.perf_counter()
         member = self.opponent_pool.choose(it) if self.opponent_pool is not None else None
+        for slot in self.games:  # reward weights that follow a schedule (attacker/defender envs)
+            if hasattr(slot.env, "set_iteration"):
+                slot.env.set_iteration(it)
         episodes, stats = self.engine.play(self.episode_specs(it), seed=stable_seed(self.cfg.run.seed, it, 1))
         turns = [t for ep in episodes for t in ep.turns]
         metrics: dict[str, float] = {
@@ -212,6 +216,7 @@ class TrainingRun:
                     [r for ep in mine for p, r in zip(ep.seat_players, ep.game_returns) if p in self.agents] or [0.0]))
         if member is not None:
             metrics.update(self.opponent_pool.record(learner_points(episodes, "pool", set(self.agents))))
+        metrics.update(episode_metrics([ep.info for ep in episodes if "attacked" in ep.info]))
         if not turns:
             return metrics
         batch = TurnBatch.from_turns(turns)
@@ -284,6 +289,11 @@ class TrainingRun:
             return {"eval/team/accuracy": r["accuracy"], "eval/team/invalid": r["invalid"]}
         if len(self.games) > 1:
             return self._eval_mixture(seed)
+        if getattr(self.env, "evaluates_itself", False):  # every seat an agent; the env reports the score
+            players = [eval_agent(a, cfg.eval.temperature) for a in self.seats]
+            specs = [EpisodeSpec(20_000_000 + k, 20_000_000 + k, stable_seed(seed, k), players) for k in range(cfg.eval.games)]
+            episodes, _ = self.engine.play(specs, seed=seed)
+            return {f"eval/{k.split('/', 1)[1]}": v for k, v in episode_metrics([ep.info for ep in episodes]).items()}
         results = self.evaluate(self.eval_player(), cfg.eval.opponents, cfg.eval.games, seed)
         return {f"eval/{spec}/{key}": res.overall[key]
                 for spec, res in results.items() for key in ("win", "draw", "loss", "invalid", "non_loss")}

@@ -24,6 +24,7 @@ from mas.games.base import (
 from mas.games import openspiel as _openspiel  # noqa: F401  (registers openspiel, tic_tac_toe, kuhn_poker)
 from mas.games import workflow as _workflow  # noqa: F401  (registers workflow)
 from mas.games import race21 as _race21  # noqa: F401  (registers race_to_21, the custom-game example)
+from mas.games import adversarial as _adversarial  # noqa: F401  (registers adversarial)
 
 __all__ = [
     "Env",
@@ -68,7 +69,13 @@ def make(spec: Any) -> Env:
 def env_spec(cfg) -> dict:
     """The `make` spec of a run config's `env` section (`cfg` is a `mas.config.Config`)."""
     e = cfg.env
-    if e.name == "workflow":
+    if e.name == "adversarial":
+        from dataclasses import asdict
+
+        spec = {"name": "adversarial", **asdict(e.adversarial)}
+        if e.task is not None:
+            spec["task"] = {k: v for k, v in asdict(e.task).items() if k != "name"}
+    elif e.name == "workflow":
         from dataclasses import asdict
 
         spec = {"name": "workflow", "workflow": asdict(e.workflow), "history": e.history}
