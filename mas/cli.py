@@ -57,6 +57,15 @@ def cmd_play(args) -> int:
         _fail(str(err).splitlines()[0])
 
 
+def cmd_sft(args) -> int:
+    from mas.training.sft import run_sft
+
+    try:
+        return run_sft(args)
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+
+
 def cmd_data(args) -> int:
     from mas.games.arithmetic import write_problems
 
@@ -133,6 +142,17 @@ def main(argv: list[str] | None = None) -> int:
                       help="restrict the agent's answers to legal actions (default: as its run config says)")
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=cmd_play)
+
+    sft = sub.add_parser("sft", help="supervised fine-tuning from a JSONL file of prompt/response pairs")
+    sft.add_argument("--policy", required=True, help="the model to start from: a built-in name or a model folder")
+    sft.add_argument("--data", required=True, help='JSONL: {"prompt": text or chat messages, "response": text}')
+    sft.add_argument("--out", required=True, help="the model folder to write (use it as policies.NAME.model)")
+    sft.add_argument("--epochs", type=int, default=3)
+    sft.add_argument("--lr", type=float, default=1e-3)
+    sft.add_argument("--batch-size", type=int, default=16)
+    sft.add_argument("--seed", type=int, default=0)
+    sft.add_argument("--threads", type=int, default=None)
+    sft.set_defaults(func=cmd_sft)
 
     data = sub.add_parser("data", help="write a generated data file: mas data arithmetic OUT.jsonl")
     data.add_argument("kind", choices=["arithmetic"], help="arithmetic: word problems in the GSM8K layout")

@@ -196,6 +196,9 @@ class TrainingSection:
     estimator_args: Dict[str, Any] = field(default_factory=dict)
     loss: LossSection = field(default_factory=LossSection)
     update: str = "joint"  # joint (every policy on all its rows) | seeupo | happo (sequential)
+    # which agent groups learn when: simultaneous, or alternating (k iterations each group in turn)
+    schedule: str = "simultaneous"
+    alternate_every: int = 1
     sequential: SequentialSection = field(default_factory=SequentialSection)
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per epoch

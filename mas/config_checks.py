@@ -58,6 +58,17 @@ def _check_names(cfg: Config, source: str) -> None:
     _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
     _choice(source, "training.loss.ratio", cfg.training.loss.ratio, ["token", "sequence"])
     _choice(source, "training.update", cfg.training.update, ["joint", "seeupo", "happo"])
+    _choice(source, "training.schedule", cfg.training.schedule, ["simultaneous", "alternating"])
+    _positive(source, "training.alternate_every", cfg.training.alternate_every)
+    if cfg.training.schedule == "alternating":
+        groups = {a.group or a.name for a in cfg.agents}
+        if len(groups) < 2:
+            raise ConfigError(f"{source}: training.schedule: alternating needs agents in at least two groups "
+                              "(agents[].group), e.g. attackers and defenders")
+        mixed = [p for p in cfg.policies if len({a.group or a.name for a in cfg.agents if a.policy == p}) > 1]
+        if mixed:
+            raise ConfigError(f"{source}: training.schedule: alternating trains one group at a time, but policy "
+                              f"'{mixed[0]}' serves agents of several groups")
     _choice(source, "training.sequential.ratio_base", cfg.training.sequential.ratio_base, ["record", "behaviour"])
     _choice(source, "training.loss.agg", cfg.training.loss.agg,
             ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])

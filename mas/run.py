@@ -224,6 +224,7 @@ class TrainingRun:
         metrics.update(advantage_stats(batch, advantage_tensor))
         advantages = advantage_tensor.tolist()
         t1 = time.perf_counter()
+        turns, advantages = self._active_rows(it, turns, advantages)
         if self.cfg.training.update == "joint":
             metrics.update(self.update_policies(turns, advantages, stable_seed(self.cfg.run.seed, it, 2)))
         else:
@@ -231,6 +232,18 @@ class TrainingRun:
         metrics["perf/update_s"] = time.perf_counter() - t1
         metrics["perf/iteration_s"] = time.perf_counter() - t0
         return metrics
+
+    def _active_rows(self, it: int, turns: list, advantages: list[float]) -> tuple[list, list[float]]:
+        """`training.schedule: alternating`: only the agents of this iteration's group learn
+        (k iterations per group, groups in the order they first appear among the agents)."""
+        cfg = self.cfg.training
+        if cfg.schedule != "alternating":
+            return turns, advantages
+        groups = list(dict.fromkeys(a.group or a.name for a in self.cfg.agents))
+        active = groups[(it // cfg.alternate_every) % len(groups)]
+        members = {a.name for a in self.cfg.agents if (a.group or a.name) == active}
+        rows = [i for i, t in enumerate(turns) if t.agent in members]
+        return [turns[i] for i in rows], [advantages[i] for i in rows]
 
     def update_policies(self, turns: list, advantages: list[float], seed: int) -> dict[str, float]:
         """Each trainable policy learns from its own rows: side by side (split), or one after

@@ -84,3 +84,21 @@ def test_too_many_cpus_for_the_cluster():
     cfg = load_config(LOOP, ["policies.solver_model.resources.num_cpus=3"])
     with pytest.raises(ConfigError, match=r"needs 4 CPU \(split; solver_model: 3 CPU / 0 GPU, verifier_model: 1 CPU"):
         check_capacity(plan_placement(cfg), {"CPU": 2.0, "GPU": 0.0})
+
+
+def test_alternating_schedule_trains_one_group_at_a_time(tmp_path):
+    from mas.run import TrainingRun
+
+    cfg = load_config("configs/advevo_chain.yaml", [
+        "ray.enabled=false", "rollout.episodes=8", "training.iterations=4", "training.schedule=alternating",
+        "training.alternate_every=2", "eval.every=0", f"run.dir={tmp_path / 'alt'}"])
+    history = TrainingRun(cfg, progress=False).run()["history"]
+    trained = [sorted({k.split("/")[1] for k in h if k.startswith("train/")}) for h in history]
+    assert trained == [["attacker_model"], ["attacker_model"], ["defender_model"], ["defender_model"]]
+
+
+def test_alternating_needs_groups_on_separate_policies(capsys):
+    err = _error_line(capsys, ["train", SHARED, "training.schedule=alternating"])
+    assert "training.schedule" in err and "policy 'shared' serves agents of several groups" in err
+    err = _error_line(capsys, ["train", "configs/kuhn_selfplay.yaml", "training.schedule=alternating"])
+    assert "at least two groups" in err
