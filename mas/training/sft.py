@@ -69,7 +69,8 @@ def sft(model, pairs: list[tuple[list[int], list[int]]], settings: SFTSettings, 
         rng.shuffle(order)
         total, count = 0.0, 0
         batches = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
-        for batch in tqdm(batches, desc=f"sft epoch {epoch + 1}/{settings.epochs}", disable=not progress, leave=False):
+        for batch in tqdm(batches, desc=f"sft epoch {epoch + 1}/{settings.epochs}", disable=None if progress else True,
+                          leave=False):  # None: no bar when the output is not a terminal
             ids, labels, mask = _collate([pairs[i] for i in batch], pad_id)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),

@@ -101,3 +101,22 @@ def test_asr_and_contagion_on_a_hand_made_batch():
     m = episode_metrics(infos)
     assert m == pytest.approx({"attack/asr": 0.5, "attack/contagion_rate": 3 / 8,
                                "attack/accuracy_attacked": 0.5, "attack/accuracy_clean": 0.5})
+
+
+def test_static_attack_file_and_defense_evaluation(tmp_path, tiny_path):
+    import numpy as np
+
+    from mas.evaluation.attacks import StaticAttacker, evaluate_defense, write_static_attacks
+    from mas.evaluation.loading import load_policy
+    from mas.orchestration.rollout import RolloutEngine
+
+    attacks = write_static_attacks(tmp_path / "attacks.jsonl")
+    bot = StaticAttacker(str(attacks))
+    texts = {bot.act(None, 0, np.random.default_rng(s)) for s in range(40)}
+    assert any("<target>" in t and "{target}" not in t for t in texts) and any("secret token" in t for t in texts)
+    env = _env(attack_rate=1.0)
+    defender = load_policy(tiny_path, name="defender", constrained=True, max_new_tokens=16)
+    report = evaluate_defense(env, RolloutEngine(env, *defender.engine_parts()), [bot], [defender.agent] * 2,
+                              episodes=12, seed=0)
+    assert report["episodes"] == 12 and 0 <= report["asr"] <= 1 and len(report["asr_ci"]) == 2
+    assert 0 <= report["accuracy"] <= 1
