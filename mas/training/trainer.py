@@ -109,8 +109,9 @@ class PolicyTrainer:
         generator = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
         self.model.train()
         every = self.settings.agent_grad_norm_every
-        if every and self.updates % every == 0 and self.strategy.plain_backward:
-            agent_of = [turns[s.target_row[0]].agent for s in sequences]
+        agent_of = [turns[s.target_row[0]].agent for s in sequences]
+        # One agent on this policy: its norm is the update's own grad_norm; skip the extra pass.
+        if every and self.updates % every == 0 and self.strategy.plain_backward and len(set(agent_of)) > 1:
             metrics.update(self.agent_grad_norms(sequences, agent_of, old_lp, ref_lp, adv))
         self.updates += 1
         sums: dict[str, float] = {}
