@@ -6,7 +6,7 @@ import re
 
 import pyspiel
 
-from mas.games.renderers import COMPACT_INSTRUCTIONS, Renderer, bracket, renderer
+from mas.games.renderers import ANSWER_INSTRUCTIONS, COMPACT_INSTRUCTIONS, Renderer, bracket, renderer
 
 
 @renderer("kuhn_poker")
@@ -26,8 +26,14 @@ class KuhnRenderer(Renderer):
         self.public_actions = True  # bets are public; the deal is not
 
     def system_prompt(self, seat: int) -> str:
+        # Written out in full: this text is part of the tiny models' tokenizer corpus, so any change
+        # to it changes the built-in models (and every result measured with them).
         order = "first" if seat == 0 else "second"
-        return super().system_prompt(seat).replace(f"You are player {seat}.", f"You are player {seat} and act {order}.")
+        return (
+            "You are an AI agent that makes optimal decisions to win in the game of Kuhn poker.\n"
+            f"GAME RULES: {self.rules}\n"
+            f"PLAYER INFORMATION: You are player {seat} and act {order}.\n{ANSWER_INSTRUCTIONS}"
+        )
 
     def compact_system_prompt(self, seat: int) -> str:
         return f"Kuhn poker: J < Q < K, ante 1, one bet of 1. You are player {seat}. {COMPACT_INSTRUCTIONS}"
