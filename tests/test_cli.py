@@ -6,21 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-from mas.cli import main
+from helpers import cli_error_line as _error_line
 
 GOOD = Path("configs/quickstart.yaml").read_text()
 
 
-def _error_line(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err  # exactly one line
-    assert "Traceback" not in err
-    return err
 
 
 def _swap(old: str, new: str) -> str:

@@ -7,21 +7,13 @@ import sys
 
 import pytest
 
-from mas.cli import main
 from mas.config import ConfigError, load_config
 from mas.orchestration.topology import worker_spec
+from helpers import cli_error_line as _error_line
 
 LOOP = "configs/math_loop.yaml"
 SHARED = "configs/math_loop_shared.yaml"
 
-
-def _error_line(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err, err
-    return err
 
 
 def test_agents_on_separate_policies_get_their_own_optimizer_settings():

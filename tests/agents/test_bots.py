@@ -3,16 +3,8 @@ import pytest
 
 import mas.games as games
 from mas.agents import bots
+from helpers import play_out
 
-
-def play_out(env, players, seed, rng):
-    state = env.reset(seed)
-    while not state.is_terminal():
-        (seat,) = state.current_seats()
-        action = players[seat].act(state, seat, rng)
-        assert action in state.legal_actions(seat)
-        state.apply(seat, action)
-    return state
 
 
 def test_make_specs():

@@ -16,6 +16,7 @@ import pytest
 
 from mas import games
 from mas.agents import bots, cfr
+from helpers import play_out
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -25,15 +26,6 @@ def fresh_cache(tmp_path_factory):
         mp.setenv("MAS_CACHE", str(root))
         yield root
 
-
-def play_out(env, players, seed, rng):
-    state = env.reset(seed)
-    while not state.is_terminal():
-        (seat,) = state.current_seats()
-        action = players[seat].act(state, seat, rng)
-        assert action in state.legal_actions(seat)
-        state.apply(seat, action)
-    return state
 
 
 def test_kuhn_solved_once_then_read_from_cache(fresh_cache):

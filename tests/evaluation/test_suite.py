@@ -12,6 +12,7 @@ from mas.evaluation import suite as suites
 from mas.evaluation.games import play_matches
 from mas.games import make
 from mas.orchestration.rollout import RolloutEngine
+from helpers import cli_error_line as error_line
 
 SUITE = """\
 player: random
@@ -37,14 +38,6 @@ def write(tmp_path, text: str, name: str = "suite.yaml") -> str:
     path.write_text(text)
     return str(path)
 
-
-def error_line(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err, err
-    return err
 
 
 def test_suite_runs_one_table_and_repeatable_json(tmp_path, capsys):

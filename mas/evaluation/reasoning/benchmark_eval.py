@@ -8,7 +8,6 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -220,4 +219,4 @@ def run_benchmark_eval(args) -> int:
     return 0
 
 
-__all__: list[Any] = ["run_benchmark_eval", "BenchmarkTask", "load_topology", "generate_single", "generate_topology"]
+__all__ = ["run_benchmark_eval", "BenchmarkTask", "load_topology", "generate_single", "generate_topology"]
