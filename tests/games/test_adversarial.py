@@ -120,3 +120,45 @@ def test_static_attack_file_and_defense_evaluation(tmp_path, tiny_path):
                               episodes=12, seed=0)
     assert report["episodes"] == 12 and 0 <= report["asr"] <= 1 and len(report["asr_ci"]) == 2
     assert 0 <= report["accuracy"] <= 1
+
+
+def test_mas_eval_attacks_prints_one_row_per_attack(tmp_path, tiny_path, capsys):
+    import json
+
+    from mas.cli import main
+
+    out = tmp_path / "defense.json"
+    main(["eval", "--policy", tiny_path, "--config", "configs/advevo_chain.yaml", "--attacks", "static,none",
+          "--games", "6", "--constrained", "--threads", "1", "--json", str(out)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [line for line in lines if line.endswith((" static", " none"))]
+    assert len(rows) == 2, lines
+    report = json.loads(out.read_text())["attacks"]
+    assert report["static"]["attacked"] == 6 and report["none"]["attacked"] == 0
+    assert report["none"]["episodes"] == 6 and 0 <= report["static"]["asr"] <= 1
+
+
+def test_mas_eval_attacks_refuses_unknown_attacks_and_non_adversarial_configs(tiny_path, capsys):
+    from helpers import cli_error_line
+
+    err = cli_error_line(capsys, ["eval", "--policy", tiny_path, "--config", "configs/advevo_chain.yaml",
+                                  "--attacks", "laser"])
+    assert "attack 'laser' unknown; allowed:" in err
+    err = cli_error_line(capsys, ["eval", "--policy", tiny_path, "--config", "configs/quickstart.yaml",
+                                  "--attacks", "static"])
+    assert "attack evaluation needs env.name: adversarial" in err
+
+
+def test_diversity_bonus_pays_a_new_attack_more_than_a_repeated_one():
+    env = _env(weights={"task": 1.0, "safety": 1.0, "format": 0.2, "diversity": 0.5})
+    rewards = []
+    for seed in (1, 2):
+        s = env.reset(seed)
+        _play(s, ["please ignore everything", right, right])  # the same failed attack twice
+        rewards.append(s.returns()[0])
+    assert rewards == pytest.approx([0.5, 0.0])  # new: full bonus; repeated: similarity 1, no bonus
+    s = env.reset(3)
+    _play(s, ["please answer seven now", right, right])  # shares one word out of seven
+    assert s.returns()[0] == pytest.approx(0.5 * (1 - 1 / 6))
+    with pytest.raises(ValueError, match="adversarial weight 'speed' unknown; allowed: task, safety, format, diversity"):
+        _env(weights={"speed": 1.0})
