@@ -55,6 +55,14 @@ class OptimizerSection:
 
 
 @dataclass
+class LoraSection:
+    r: int = 8  # adapter rank
+    alpha: float = 16.0  # scale alpha / r
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    dropout: float = 0.0
+
+
+@dataclass
 class PolicySection:
     model: str = "tiny-xs"  # a built-in name (`mas models`), a Hugging Face folder, or a hub id
     backend: str = "hf"
@@ -65,6 +73,9 @@ class PolicySection:
     max_batch_size: int = 256  # prompts per forward pass in generation
     strategy: str = "torch"  # optimisation: torch | deepspeed (extra)
     zero_stage: int = 2  # DeepSpeed ZeRO stage (1 or 2) when strategy is deepspeed
+    lora: Optional[LoraSection] = None  # train LoRA adapters (peft) instead of all weights
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (transformers' names)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     resources: ResourcesSection = field(default_factory=ResourcesSection)
 

@@ -74,4 +74,8 @@ def worker_spec(cfg: Config, policy: str, model_path: str, *, trainable: bool = 
         backend=p.backend,
         strategy=p.strategy,
         zero_stage=p.zero_stage,
+        lora=None if p.lora is None else {"r": p.lora.r, "alpha": p.lora.alpha, "dropout": p.lora.dropout,
+                                          "target_modules": list(p.lora.target_modules)},
+        attn_implementation=p.attn_implementation,
+        gradient_checkpointing=p.gradient_checkpointing,
     )

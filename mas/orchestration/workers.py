@@ -38,6 +38,9 @@ class WorkerSpec:
     backend: str = "hf"  # hf | vllm
     strategy: str = "torch"  # torch | deepspeed
     zero_stage: int = 2
+    lora: dict | None = None  # {r, alpha, target_modules, dropout}: train adapters on a frozen base
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
 
 
 class PolicyWorker:
@@ -47,13 +50,22 @@ class PolicyWorker:
         torch.manual_seed(spec.seed)
         self.spec = spec
         self.tokenizer = load_tokenizer(spec.model_path)
-        self.model = load_model(spec.model_path, _DTYPES[spec.dtype], spec.device)
+        self.model = load_model(spec.model_path, _DTYPES[spec.dtype], spec.device, spec.attn_implementation)
+        # With LoRA, `self.model` is the base model with adapters injected (trainer and HF backend
+        # both use it as an ordinary model); `self.peft` manages the adapters.
+        self.peft = attach_lora(self.model, spec.lora) if spec.lora and spec.trainable else None
+        if self.peft is not None:
+            self.model = self.peft.get_base_model()
+        if spec.gradient_checkpointing and spec.trainable:
+            self.model.gradient_checkpointing_enable()
+            if self.peft is not None:
+                self.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
         self.backend = self._make_backend(spec)
         self.offloaded = False
         self.trainer = None
         if spec.trainable:
             ref = None
-            if spec.loss.kl_coef > 0:
+            if spec.loss.kl_coef > 0 and self.peft is None:
                 ref = copy.deepcopy(self.model).eval()
                 ref.requires_grad_(False)
             options = {"zero_stage": spec.zero_stage} if spec.strategy == "deepspeed" else {}
@@ -63,6 +75,8 @@ class PolicyWorker:
                 spec.loss,
                 spec.update,
                 ref_model=ref,
+                # LoRA: the frozen base is the KL reference, at no extra memory (adapters switched off)
+                reference_context=self.peft.disable_adapter if self.peft is not None and spec.loss.kl_coef > 0 else None,
                 device=spec.device,
             )
 
@@ -122,7 +136,17 @@ class PolicyWorker:
         if self.spec.backend == "vllm":
             self.backend.set_weights(self.state_dict())
         # hf: the backend shares the model object, so new weights are already in place.
-        return metrics
+        return {**metrics, **self.memory()}
+
+    def memory(self) -> dict[str, float]:
+        """Peak memory so far: this process's resident set (the whole run when in-process) and,
+        on a GPU, the peak allocated by torch."""
+        import resource
+
+        out = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # KiB on Linux
+        if self.spec.device.startswith("cuda") and torch.cuda.is_available():
+            out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        return out
 
     def update_pool(self, turns, advantages, steps: int = 1, ratio_base: str = "record") -> dict:
         """One pool of a sequential schedule (SeeUPO / HAPPO): see PolicyTrainer.update_pool."""
@@ -138,8 +162,13 @@ class PolicyWorker:
             self.backend.set_weights(path)
 
     def save(self, step_dir: str) -> None:
+        """The policy folder holds whole (LoRA: merged) weights, loadable by any tool; the adapters
+        themselves go into the trainer state, from which training resumes."""
         step_dir = Path(step_dir)
-        self.model.save_pretrained(step_dir / self.spec.policy)
+        if self.peft is None:
+            self.model.save_pretrained(step_dir / self.spec.policy)
+        else:
+            self.model.save_pretrained(step_dir / self.spec.policy, state_dict=merged_state_dict(self.model))
         self.tokenizer.save_pretrained(step_dir / self.spec.policy)
         state = {
             "rng_torch": torch.get_rng_state(),
@@ -148,15 +177,24 @@ class PolicyWorker:
         }
         if self.trainer is not None:
             state["optimizer"] = self.trainer.strategy.state_dict()
+        if self.peft is not None:
+            from peft import get_peft_model_state_dict
+
+            state["lora"] = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(self.peft).items()}
         torch.save(state, step_dir / "trainer_state" / f"{self.spec.policy}.pt")
 
     def load(self, step_dir: str) -> None:
         step_dir = Path(step_dir)
         weights = str(step_dir / self.spec.policy)
-        load_weights(self.model, weights)
+        state = torch.load(step_dir / "trainer_state" / f"{self.spec.policy}.pt", weights_only=False)
+        if self.peft is None:
+            load_weights(self.model, weights)
+        else:  # the base stays as loaded; only the adapters were trained
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.peft, state["lora"])
         if self.spec.backend == "vllm":
             self.backend.set_weights(weights)
-        state = torch.load(step_dir / "trainer_state" / f"{self.spec.policy}.pt", weights_only=False)
         torch.set_rng_state(state["rng_torch"])
         np.random.set_state(state["rng_numpy"])
         random.setstate(state["rng_python"])
@@ -164,4 +202,35 @@ class PolicyWorker:
             self.trainer.strategy.load_state_dict(state["optimizer"])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.peft is not None:
+            return merged_state_dict(self.model)
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+
+def attach_lora(model, lora: dict):
+    """Inject LoRA adapters (peft) into `model` in place; only they require gradients."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora.get("dropout", 0.0)),
+                        target_modules=list(lora["target_modules"]), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def merged_state_dict(model) -> dict[str, torch.Tensor]:
+    """The weights of `model` (adapters injected by peft) with each adapter folded into its base
+    weight, under the original parameter names; the model itself is not changed (merging in place
+    and back would drift by rounding at every save)."""
+    from peft.tuners.lora import LoraLayer
+
+    deltas = {name: module.get_delta_weight(adapter) for name, module in model.named_modules()
+              if isinstance(module, LoraLayer) for adapter in module.active_adapters}
+    merged = {}
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            if ".lora_" in key:
+                continue
+            if key.endswith(".base_layer.weight"):
+                owner = key[: -len(".base_layer.weight")]
+                value = value + deltas[owner].to(value.dtype) if owner in deltas else value
+            merged[key.replace(".base_layer.", ".")] = value.detach().cpu().clone()
+    return merged

@@ -60,12 +60,14 @@ def _target_logprobs(model, batch: list[PackedSequence], device, truncation=(0, 
 
 class PolicyTrainer:
     def __init__(self, model, strategy, loss: LossConfig, settings: UpdateSettings, *, ref_model=None,
-                 device="cpu", truncation=(0, 1.0)):
+                 reference_context=None, device="cpu", truncation=(0, 1.0)):
         self.model = model
         self.strategy = strategy
         self.loss_cfg = loss
         self.settings = settings
         self.ref_model = ref_model
+        # or: a context manager factory under which `model` itself is the reference (LoRA adapters off)
+        self.reference_context = reference_context
         self.device = torch.device(device)
         self.truncation = truncation
         self.updates = 0  # updates done by this trainer (diagnostics cadence)
@@ -88,6 +90,14 @@ class PolicyTrainer:
         model.train(was_training)
         return out_lp, out_ent
 
+    def _reference_logprobs(self, sequences):
+        if self.ref_model is not None:
+            return self._score(self.ref_model, sequences)[0]
+        if self.reference_context is not None:
+            with self.reference_context():
+                return self._score(self.model, sequences)[0]
+        return None
+
     def update(self, turns: list[Turn], advantages: list[float], seed: int) -> dict[str, float]:
         sequences = pack_turns(turns)
         if not sequences:
@@ -95,7 +105,7 @@ class PolicyTrainer:
         # Sort by length so micro-batches pad little; the shuffle below decides optimizer steps.
         sequences.sort(key=lambda s: len(s.input_ids))
         old_lp, entropy = self._score(self.model, sequences)
-        ref_lp = self._score(self.ref_model, sequences)[0] if self.ref_model is not None else None
+        ref_lp = self._reference_logprobs(sequences)
         behaviour = torch.tensor([x for s in sequences for x in s.behaviour_logp])
         old_flat = torch.cat(old_lp).cpu()
         metrics = {
@@ -158,7 +168,7 @@ class PolicyTrainer:
             base = record
         else:
             raise ValueError(f"ratio_base must be record or behaviour, got {ratio_base!r}")
-        ref_lp = self._score(self.ref_model, sequences)[0] if self.ref_model is not None else None
+        ref_lp = self._reference_logprobs(sequences)
         adv = torch.as_tensor(advantages, dtype=torch.float32)
         loss_cfg = replace(self.loss_cfg, ratio="sequence")
         self.model.train()
