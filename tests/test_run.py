@@ -91,3 +91,18 @@ def test_stateful_estimator_resumes_exactly(tmp_path):
     states = [torch.load(d / "step-4" / "trainer_state" / "controller.pt", weights_only=False)["estimator"]
               for d in (tmp_path / "straight", split)]
     assert states[0] == states[1] and len(states[0]["baselines"]) == 2  # kuhn_poker seats 0 and 1
+
+
+def test_ray_false_runs_where_ray_is_not_installed(tmp_path):
+    """The GPU machines have no Ray: `ray.enabled=false` must never import it."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.modules['ray'] = None  # any `import ray` now raises ImportError\n"
+              "from mas.cli import main\n"
+              f"main(['train', 'configs/quickstart.yaml', 'ray.enabled=false', 'training.iterations=1', "
+              f"'rollout.episodes=4', 'eval.every=0', 'eval.final_games=0', 'run.dir={tmp_path / 'run'}', "
+              "'--no-progress'])\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "final" / "main" / "config.json").is_file()

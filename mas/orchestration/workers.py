@@ -209,11 +209,15 @@ class PolicyWorker:
 
 def attach_lora(model, lora: dict):
     """Inject LoRA adapters (peft) into `model` in place; only they require gradients."""
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora.get("dropout", 0.0)),
                         target_modules=list(lora["target_modules"]), bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def merged_state_dict(model) -> dict[str, torch.Tensor]:
