@@ -57,7 +57,9 @@ class PolicyWorker:
         if self.peft is not None:
             self.model = self.peft.get_base_model()
         if spec.gradient_checkpointing and spec.trainable:
-            self.model.gradient_checkpointing_enable()
+            # transformers 5 renamed the switch; older versions only have the first name
+            enable = getattr(self.model, "activation_checkpointing_enable", None) or self.model.gradient_checkpointing_enable
+            enable()
             if self.peft is not None:
                 self.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
         self.backend = self._make_backend(spec)

@@ -74,3 +74,16 @@ def test_checkpoint_holds_merged_weights_and_resume_restores_adapters(tiny_path,
     assert torch.allclose(_logits(resumed.model, ids), live, atol=1e-5)
     assert torch.equal(resumed.state_dict()["model.layers.0.self_attn.q_proj.weight"],
                        worker.state_dict()["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_gradient_checkpointing_gives_the_same_update(tiny_path, batch):
+    turns, advantages = batch
+    plain = _worker(tiny_path)
+    checkpointed = PolicyWorker(WorkerSpec(policy="p", model_path=tiny_path, seed=1, lora=LORA,
+                                           gradient_checkpointing=True,
+                                           optimizer=OptimizerSettings(lr=1e-2, grad_clip=0.0)))
+    a = plain.update(turns, advantages, seed=0)
+    b = checkpointed.update(turns, advantages, seed=0)
+    assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    merged_a, merged_b = plain.state_dict(), checkpointed.state_dict()
+    assert all(torch.allclose(merged_a[k], merged_b[k], atol=1e-6) for k in merged_a)
