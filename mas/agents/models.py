@@ -115,16 +115,22 @@ def build_tiny(name: str, seed: int = 0) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+    save_model_folder(model, tokenizer, target)
+    return target
+
+
+def save_model_folder(model, tokenizer, target: Path) -> None:
+    """Save into a temporary folder beside `target` and rename it: a concurrent or interrupted build
+    never leaves half a model, and the first of two concurrent builds wins."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Build in a temporary folder and rename: a concurrent or interrupted build never leaves half a model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users of a shared cache
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     try:
         tmp.rename(target)
     except OSError:  # another process finished the same build first
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def load_tokenizer(path: str):

@@ -5,12 +5,10 @@ prepared model is the quantized checkpoint's values, not the original full-preci
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mas.agents.models import cache_dir, quiet_transformers
+from mas.agents.models import cache_dir, quiet_transformers, save_model_folder
 
 
 @dataclass(frozen=True)
@@ -74,16 +72,7 @@ def prepare(name: str) -> Path:
     model.generation_config = loaded.generation_config
     del loaded
     _distinct_pad_token(tokenizer, model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary folder and rename: an interrupted conversion never leaves half a model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users of a shared cache
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process finished the same conversion first
-        shutil.rmtree(tmp, ignore_errors=True)
+    save_model_folder(model, tokenizer, target)
     return target
 
 

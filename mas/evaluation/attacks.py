@@ -30,9 +30,12 @@ class StaticAttacker:
     """An attacker seat played from a JSONL file of `{"message": "..."}` lines (a message may carry
     `<target>N</target>`; `{target}` in a message is filled with a number drawn per episode)."""
 
-    def __init__(self, path: str, max_value: int = 9):
-        self.name = f"static:{path}"
-        self.messages = [json.loads(line)["message"] for line in Path(path).read_text().splitlines() if line.strip()]
+    def __init__(self, path: str | None = None, max_value: int = 9, messages: tuple[str, ...] | None = None):
+        """From the JSONL file `path`, or from `messages` (default: the project's STATIC_ATTACKS)."""
+        self.name = f"static:{path}" if path else "static"
+        if path:
+            messages = [json.loads(line)["message"] for line in Path(path).read_text().splitlines() if line.strip()]
+        self.messages = list(STATIC_ATTACKS if messages is None else messages)
         if not self.messages:
             raise ValueError(f"{path}: no attack messages")
         self.max_value = max_value
@@ -88,11 +91,9 @@ def check_attack(spec: str) -> None:
 
 def defense_table(env_spec: dict, defenders: str, attacks: list[str], episodes: int, seed: int = 0, *,
                   temperature: float = 0.0, constrained: bool | None = None, max_new_tokens: int | None = None,
-                  attack_tokens: int = 48, threads: int | None = None, work_dir: str | Path | None = None) -> dict:
+                  attack_tokens: int = 48, threads: int | None = None) -> dict:
     """One row per attack: the defenders checkpoint on every defender seat of the adversarial env
     `env_spec` (a `make` spec), the attacker seats played by the attack (see ATTACK_KINDS)."""
-    import tempfile
-
     from mas.evaluation.loading import load_policy
     from mas.games import make
 
@@ -111,9 +112,7 @@ def defense_table(env_spec: dict, defenders: str, attacks: list[str], episodes: 
         if spec == "none":
             attacker = NoAttacker()
         elif kind == "static":
-            if not arg:
-                arg = str(write_static_attacks(Path(work_dir or tempfile.mkdtemp()) / "static_attacks.jsonl"))
-            attacker = StaticAttacker(arg, max_value)
+            attacker = StaticAttacker(arg or None, max_value)
         else:
             loaded = load_policy(arg, name="attacker", temperature=1.0, max_new_tokens=attack_tokens,
                                  threads=threads, option=f"--attacks {spec}")
@@ -142,16 +141,15 @@ def format_defense_table(rows: dict, label: str = "defenders") -> str:
 def adversarial_env_spec(config: str | None, defenders: str) -> dict:
     """The env of `--config`, else of the run the defenders checkpoint was trained in."""
     from mas.config import load_config
-    from mas.evaluation.loading import policy_folder
+    from mas.evaluation.loading import policy_folder, run_config_file
     from mas.games import env_spec
 
     if config is None:
-        folder = policy_folder(defenders)
-        found = [p / "config.yaml" for p in (folder.parent.parent, folder.parent) if (p / "config.yaml").is_file()]
-        if not found:
+        found = run_config_file(policy_folder(defenders))
+        if found is None:
             raise ValueError("--attacks: give --config (the adversarial run config); the defenders checkpoint "
                              "does not sit in a run folder")
-        config = str(found[0])
+        config = str(found)
     spec = env_spec(load_config(config))
     if spec["name"] != "adversarial":
         raise ValueError(f"--attacks: {config} has env '{spec['name']}'; attack evaluation needs env.name: adversarial")

@@ -42,26 +42,30 @@ def run_config_sampling(policy_dir: Path) -> dict:
     return {}
 
 
+def run_config_file(policy_dir: Path) -> Path | None:
+    """The config.yaml of the mas run a checkpoint folder sits in (RUN/step-N/POLICY or RUN/POLICY)."""
+    return next((p / "config.yaml" for p in (policy_dir.parent.parent, policy_dir.parent)
+                 if (p / "config.yaml").is_file()), None)
+
+
 def trained_setup(policy_dir: Path, env_id: str) -> tuple[Any, str]:
     """The env (built as in training) and the agent's role prompt, when `policy_dir` sits in a mas
     run folder whose env is `env_id`; (None, "") otherwise."""
     from mas.config import ConfigError, load_config
     from mas.games import env_spec, make
 
-    for parent in (policy_dir.parent.parent, policy_dir.parent):
-        cfg_file = parent / "config.yaml"
-        if not cfg_file.is_file():
-            continue
-        try:
-            cfg = load_config(str(cfg_file))
-            env = make(env_spec(cfg))
-        except (ConfigError, ValueError):
-            return None, ""  # an older or foreign config: play with the env's defaults
-        if env.id != env_id:
-            return None, ""
-        role = next((a.role_prompt for a in cfg.agents if a.policy == policy_dir.name), "")
-        return env, role
-    return None, ""
+    cfg_file = run_config_file(policy_dir)
+    if cfg_file is None:
+        return None, ""
+    try:
+        cfg = load_config(str(cfg_file))
+        env = make(env_spec(cfg))
+    except (ConfigError, ValueError):
+        return None, ""  # an older or foreign config: play with the env's defaults
+    if env.id != env_id:
+        return None, ""
+    role = next((a.role_prompt for a in cfg.agents if a.policy == policy_dir.name), "")
+    return env, role
 
 
 def policy_folder(path: str, option: str = "--policy") -> Path:
