@@ -18,6 +18,7 @@ from mas.agents.backends.base import Generation, GenerationRequest
 from mas.agents.chat import PromptTokenizer
 from mas.evaluation.loading import LoadedPolicy, load_policy, policy_folder, trained_setup
 from mas.games import make, parse_action
+from mas.orchestration.rollout import answer_candidates
 from mas.seeding import stable_seed
 
 QUIT_WORDS = ("quit", "exit")
@@ -72,12 +73,7 @@ class AgentSide:
         # Each turn a fresh prompt of the seat's whole chat: same text as in training, and play
         # needs no log-probabilities of earlier turns.
         ids = self.prompts.first(agent.with_role(state.messages(seat)))
-        candidates = None
-        legal = state.legal_actions(seat)
-        if agent.constrained and legal:
-            template = getattr(state, "answer_template", None)
-            fmt = template(seat) if template else agent.answer_format
-            candidates = self.prompts.answer_candidates([fmt.format(action=a) for a in legal])
+        candidates = answer_candidates(self.prompts, state, seat, agent)
         seed = stable_seed(self.seed, 1, self.moves)
         self.moves += 1
         return self.loaded.handle.call("generate", [GenerationRequest(ids, candidates)], agent.sampling, seed)[0]

@@ -61,6 +61,19 @@ class _Live:
     steps: int = 0
 
 
+def answer_candidates(prompts: PromptTokenizer, state, seat: int, agent: Agent) -> list[list[int]] | None:
+    """The token sequences a constrained agent may answer with at `seat` (None: free text)."""
+    if not agent.constrained:
+        return None
+    legal = state.legal_actions(seat)
+    if not legal:
+        return None
+    # an env may say how answers are written for a seat (a verifier's <verify>...)
+    template = getattr(state, "answer_template", None)
+    fmt = template(seat) if template else agent.answer_format
+    return prompts.answer_candidates([fmt.format(action=a) for a in legal])
+
+
 class RolloutEngine:
     def __init__(self, env, handles: dict[str, Any], tokenizers: dict[str, Any]):
         self.env = env
@@ -84,15 +97,14 @@ class RolloutEngine:
                               defaultdict(_SeatContext), []))
         round_index = 0
         while True:
-            pending: dict[tuple[str, Any], list[tuple[_Live, int, Agent, GenerationRequest]]] = defaultdict(list)
+            waiting: list[tuple[_Live, int, Agent]] = []
             for ep in live:
                 self._advance_bots(ep)
-                if ep.state.is_terminal():
-                    continue
-                for seat in ep.state.current_seats():
-                    agent = ep.spec.players[seat]
-                    request = self._request(ep, seat, agent)
-                    pending[(agent.policy, agent.sampling)].append((ep, seat, agent, request))
+                if not ep.state.is_terminal():
+                    waiting += [(ep, seat, ep.spec.players[seat]) for seat in ep.state.current_seats()]
+            pending: dict[tuple[str, Any], list[tuple[_Live, int, Agent, GenerationRequest]]] = defaultdict(list)
+            for (ep, seat, agent), request in zip(waiting, self._requests(waiting)):
+                pending[(agent.policy, agent.sampling)].append((ep, seat, agent, request))
             if not pending:
                 break
             keys = list(pending)
@@ -132,29 +144,34 @@ class RolloutEngine:
             if len(bot_seats) < len(seats):
                 return
 
-    def _request(self, ep: _Live, seat: int, agent: Agent) -> GenerationRequest:
-        prompts = self.prompts[agent.policy]
-        ctx = ep.seats[seat]
-        messages = agent.with_role(ep.state.messages(seat))
-        continues = (
-            ctx.last_turn is not None
-            and len(messages) > len(ctx.messages)
-            and messages[: len(ctx.messages)] == ctx.messages
-        )
-        if continues:
-            ids = prompts.extend(ctx.messages, ctx.prompt_ids, ctx.last_turn.response_ids, messages)
-        else:  # first turn, or an env that starts a fresh chat every turn (history: false)
-            ids = prompts.first(messages)
-        ctx.messages, ctx.prompt_ids = messages, ids
-        candidates = None
-        if agent.constrained:
-            legal = ep.state.legal_actions(seat)
-            if legal:
-                # an env may say how answers are written for a seat (a verifier's <verify>...)
-                template = getattr(ep.state, "answer_template", None)
-                fmt = template(seat) if template else agent.answer_format
-                candidates = prompts.answer_candidates([fmt.format(action=a) for a in legal])
-        return GenerationRequest(prompt_ids=ids, candidates=candidates)
+    def _requests(self, waiting: list[tuple[_Live, int, Agent]]) -> list[GenerationRequest]:
+        """One request per waiting seat. A seat whose chat extends its previous turn extends that
+        turn's ids; the others' prompts are tokenized together, per policy."""
+        prompt_ids: list[list[int] | None] = [None] * len(waiting)
+        fresh: dict[str, list[tuple[int, list[dict]]]] = defaultdict(list)
+        for i, (ep, seat, agent) in enumerate(waiting):
+            ctx = ep.seats[seat]
+            messages = agent.with_role(ep.state.messages(seat))
+            continues = (
+                ctx.last_turn is not None
+                and len(messages) > len(ctx.messages)
+                and messages[: len(ctx.messages)] == ctx.messages
+            )
+            if continues:
+                prompts = self.prompts[agent.policy]
+                prompt_ids[i] = prompts.extend(ctx.messages, ctx.prompt_ids, ctx.last_turn.response_ids, messages)
+            else:  # first turn, or an env that starts a fresh chat every turn (history: false)
+                fresh[agent.policy].append((i, messages))
+            ctx.messages = messages
+        for policy, items in fresh.items():
+            for (i, _), ids in zip(items, self.prompts[policy].first_many([m for _, m in items])):
+                prompt_ids[i] = ids
+        requests = []
+        for (ep, seat, agent), ids in zip(waiting, prompt_ids):
+            ep.seats[seat].prompt_ids = ids
+            candidates = answer_candidates(self.prompts[agent.policy], ep.state, seat, agent)
+            requests.append(GenerationRequest(prompt_ids=ids, candidates=candidates))
+        return requests
 
     def _record(self, ep: _Live, seat: int, agent: Agent, request, gen, stats: RolloutStats) -> None:
         ctx = ep.seats[seat]

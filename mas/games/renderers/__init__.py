@@ -10,7 +10,6 @@ Hand-written renderers are registered by OpenSpiel short name (`@renderer("tic_t
 other game gets the generic `Renderer`."""
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import pyspiel
@@ -25,7 +24,7 @@ ANSWER_INSTRUCTIONS = (
 
 
 def bracket(s: str) -> str:
-    return "<" + re.sub(r"\s+", "", s) + ">"
+    return "<" + "".join(s.split()) + ">"  # whitespace removed
 
 
 class Renderer:
