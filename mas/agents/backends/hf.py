@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import inspect
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,21 @@ def load_weights(model, weights: dict[str, Any] | str) -> None:
             state.update(load_file(file))
         weights = state
     model.load_state_dict(weights, strict=False)
+
+
+def sample_tokens(logp: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of log-probs `[N, V]` by inverse-CDF sampling: one uniform draw per row
+    from the CPU `generator` (reproducible on any device), far cheaper than torch.multinomial."""
+    probs = logp.exp().double()
+    cdf = probs.cumsum(-1)
+    draw = torch.rand((logp.shape[0], 1), generator=generator, dtype=torch.float64).to(cdf.device)
+    chosen = torch.searchsorted(cdf, draw * cdf[:, -1:], right=True).squeeze(-1).clamp_max(logp.shape[-1] - 1)
+    # a draw rounded up to the total lands past the last token with mass: take that token instead
+    unlikely = probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1) == 0
+    if unlikely.any():
+        last = logp.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(-1)
+        chosen = torch.where(unlikely, last, chosen)
+    return chosen
 
 
 class _PrefixTree:
@@ -87,6 +103,58 @@ class HFBackend:
     def onload(self) -> None:
         self.model.to(self.device)
 
+    # --- model calls (also replayed alone by `mas bench`'s floor) --------------------------------
+    def prefill(self, prompts: list[list[int]]) -> _Decoding:
+        """Run the prompts through the model once: identical prompts are computed once, and a
+        prefix shared by all of them (a system prompt) once for the whole batch."""
+        unique: dict[tuple[int, ...], int] = {}
+        row_of = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+        distinct = [list(p) for p in unique]
+        shared = len(os.path.commonprefix(distinct)) if len(distinct) > 1 else 0
+        shared = min(shared, min(len(p) for p in distinct) - 1)  # every row keeps a token to predict from
+        if shared >= MIN_SHARED_PREFIX:
+            state = self._forward_prompts([p[shared:] for p in distinct], self._prefix_cache(distinct[0][:shared], len(distinct)))
+        else:
+            state = self._forward_prompts(distinct, None)
+        if len(distinct) < len(prompts):
+            state.select(torch.tensor(row_of, device=self.device))
+        return state
+
+    def _prefix_cache(self, prefix: list[int], copies: int) -> _Decoding:
+        ids = torch.tensor([prefix], device=self.device)
+        out = self.model(input_ids=ids, use_cache=True)
+        state = _Decoding(_returned_cache(out), out.logits[:, -1, :], torch.ones_like(ids), torch.tensor([len(prefix)], device=self.device))
+        state.select(torch.zeros(copies, dtype=torch.long, device=self.device))
+        return state
+
+    def _forward_prompts(self, prompts: list[list[int]], prefix: _Decoding | None) -> _Decoding:
+        """Left-padded prompts (after `prefix`'s cache when given: the padding then sits between
+        the prefix and each prompt, masked, with positions continuing the prefix)."""
+        n, width = len(prompts), max(len(p) for p in prompts)
+        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((n, width), dtype=torch.long)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        start = prefix.next_pos.unsqueeze(-1) if prefix is not None else 0
+        positions = (attention.cumsum(-1) - 1).clamp_min(0) + start
+        extra = {}
+        if prefix is not None:
+            attention = torch.cat([prefix.attention, attention], 1)
+            extra[_cache_argument(self.model)] = prefix.cache
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
+        return _Decoding(_returned_cache(out), out.logits[:, -1, :], attention, positions[:, -1] + 1)
+
+    def decode_step(self, state: _Decoding, tokens: torch.Tensor) -> None:
+        """Feed one token per row (pad for finished rows) and update `state` in place."""
+        n = tokens.shape[0]
+        state.attention = torch.cat([state.attention, torch.ones((n, 1), dtype=state.attention.dtype, device=self.device)], 1)
+        out = self.model(input_ids=tokens.to(self.device).unsqueeze(-1), attention_mask=state.attention,
+                         position_ids=state.next_pos.unsqueeze(-1), use_cache=True, **{_cache_argument(self.model): state.cache})
+        state.cache, state.logits = _returned_cache(out), out.logits[:, -1, :]
+        state.next_pos = state.next_pos + 1
+
     # --- decoding -----------------------------------------------------------------------------
     @torch.no_grad()
     def _generate_batch(
@@ -96,75 +164,73 @@ class HFBackend:
         was_training = model.training
         model.eval()
         n = len(requests)
-        width = max(len(r.prompt_ids) for r in requests)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((n, width), dtype=torch.long)
-        for row, req in enumerate(requests):
-            input_ids[row, width - len(req.prompt_ids) :] = torch.tensor(req.prompt_ids)
-            attention[row, width - len(req.prompt_ids) :] = 1
-        positions = (attention.cumsum(-1) - 1).clamp_min(0)
-        input_ids, attention, positions = (t.to(self.device) for t in (input_ids, attention, positions))
         trees = [_PrefixTree(r.candidates) if r.candidates is not None else None for r in requests]
         constrained = any(t is not None for t in trees)
-
-        cache_arg = _cache_argument(model)
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-        cache, logits = _returned_cache(out), out.logits[:, -1, :]
-        next_pos = positions[:, -1] + 1
+        state = self.prefill([r.prompt_ids for r in requests])
         tokens: list[list[int]] = [[] for _ in range(n)]
         logps: list[list[float]] = [[] for _ in range(n)]
         allowed_ids: list[list[list[int]]] = [[] for _ in range(n)]
         done = [False] * n
-        vocab = logits.shape[-1]
-        for _ in range(sampling.max_new_tokens):
+        vocab = state.logits.shape[-1]
+        for step in range(sampling.max_new_tokens):
             allowed = None
             if constrained:
-                allowed = torch.zeros((n, vocab), dtype=torch.bool)
+                rows, cols = [], []
                 for row, tree in enumerate(trees):
                     if tree is None or done[row]:
                         continue
                     ids = tree.allowed(tokens[row]) or [self.eos_id]
                     allowed_ids[row].append(ids)
-                    allowed[row, ids] = True
+                    rows += [row] * len(ids)
+                    cols += ids
+                allowed = torch.zeros((n, vocab), dtype=torch.bool)
+                allowed[rows, cols] = True
                 allowed = allowed.to(self.device)
             logp = processed_logprobs(
-                logits, sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, allowed=allowed
+                state.logits, sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, allowed=allowed
             )
-            if sampling.temperature > 0:
-                chosen = torch.multinomial(logp.exp().cpu(), 1, generator=generator).squeeze(-1)
-            else:
-                chosen = logp.argmax(-1).cpu()
-            chosen_logp = logp.gather(-1, chosen.to(self.device).unsqueeze(-1)).squeeze(-1).cpu()
-            for row in range(n):
+            chosen = sample_tokens(logp, generator) if sampling.temperature > 0 else logp.argmax(-1)
+            chosen_logp = logp.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
+            chosen = chosen.cpu()
+            for row, tok in enumerate(chosen.tolist()):
                 if done[row]:
                     continue
-                tok = int(chosen[row])
                 tokens[row].append(tok)
-                logps[row].append(float(chosen_logp[row]))
+                logps[row].append(chosen_logp[row])
                 done[row] = tok == self.eos_id
-            if all(done):
-                break
+            if all(done) or step == sampling.max_new_tokens - 1:
+                break  # no forward for a token that will never be fed back
             feed = chosen.clone()
             feed[torch.tensor(done)] = self.pad_id
-            attention = torch.cat([attention, torch.ones((n, 1), dtype=attention.dtype, device=self.device)], 1)
-            out = model(
-                input_ids=feed.to(self.device).unsqueeze(-1),
-                attention_mask=attention,
-                position_ids=next_pos.unsqueeze(-1),
-                use_cache=True,
-                **{cache_arg: cache},
-            )
-            cache, logits = _returned_cache(out), out.logits[:, -1, :]
-            next_pos = next_pos + 1
+            self.decode_step(state, feed)
         if was_training:
             model.train()
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [
             Generation(
                 token_ids=tokens[row],
                 logprobs=logps[row],
-                text=self.tokenizer.decode(tokens[row], skip_special_tokens=True),
+                text=texts[row],
                 finished=done[row],
                 allowed_ids=allowed_ids[row] if trees[row] is not None else None,
             )
             for row in range(n)
         ]
+
+
+MIN_SHARED_PREFIX = 8  # tokens; below this a separate prefix forward costs more than it saves
+
+
+@dataclass
+class _Decoding:
+    """What decoding carries from one forward to the next, one row per prompt."""
+
+    cache: Any
+    logits: torch.Tensor  # [n, V] at each row's last position
+    attention: torch.Tensor  # [n, length so far]
+    next_pos: torch.Tensor  # [n] position of the next token
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (or repeat) these rows: the cache and everything beside it."""
+        self.cache.batch_select_indices(rows)
+        self.logits, self.attention, self.next_pos = self.logits[rows], self.attention[rows], self.next_pos[rows]
