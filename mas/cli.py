@@ -1,4 +1,4 @@
-"""`mas train | eval | models`: the command line. User mistakes print one line and exit with 2."""
+"""`mas train | eval | play | score | sft | data | models | bench`: the command line. User mistakes print one line and exit with 2."""
 from __future__ import annotations
 
 import argparse
@@ -107,6 +107,41 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def cmd_bench(args) -> int:
+    import json
+
+    from mas.bench.report import format_report
+    from mas.bench.suite import BenchSettings, run_bench
+
+    settings = BenchSettings(workloads=tuple(args.workloads.split(",")), parts=tuple(args.parts.split(",")),
+                             games=args.games, update_games=args.update_games, repeats=args.repeats,
+                             scaling_games=args.scaling_games, scaling_policies=args.scaling_policies,
+                             threads=args.threads, seed=args.seed)
+    if args.tiny:  # the smoke-test size: every code path, seconds of work
+        settings.games, settings.update_games, settings.repeats = 4, 4, 1
+        settings.scaling_games, settings.scaling_policies = (1, 2), (1, 2)
+    try:
+        settings.validate()
+        result = run_bench(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+    print(format_report(result, markdown=args.markdown))
+    for line in result["skipped"]:
+        print(f"skipped {line}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mas", description="Train LLM agents by self-play and multi-agent RL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("name", nargs="?", default=None, help="with prepare: the model, e.g. smollm2-135m-instruct")
     models.add_argument("--build", action="store_true", help="with list: build the tiny models into the cache now")
     models.set_defaults(func=cmd_models)
+
+    bench = sub.add_parser("bench", help="measure rollout and update speed against baselines (docs/performance.md)")
+    bench.add_argument("--workloads", default="tictactoe-tiny,kuhn-tiny",
+                       help="comma-separated: tictactoe-tiny, kuhn-tiny, tictactoe-smollm2")
+    bench.add_argument("--parts", default="rollout,update,scaling", help="comma-separated: rollout, update, scaling")
+    bench.add_argument("--games", type=int, default=64, help="concurrent games of the rollout comparison")
+    bench.add_argument("--update-games", type=int, default=128, help="games whose turns form the update batch")
+    bench.add_argument("--repeats", type=int, default=5, help="timed repeats per update measurement (median)")
+    bench.add_argument("--scaling-games", type=_int_list, default=(1, 8, 64, 256))
+    bench.add_argument("--scaling-policies", type=_int_list, default=(1, 2, 4))
+    bench.add_argument("--threads", type=int, default=2, help="torch threads")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--tiny", action="store_true", help="a seconds-long smoke run of every part")
+    bench.add_argument("--markdown", action="store_true", help="tables as Markdown")
+    bench.add_argument("--json", default=None, help="also write the full result here")
+    bench.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,0 +1,114 @@
+"""Rollout throughput: the engine beside two baselines on the same model, in this process.
+
+- engine: `RolloutEngine.play` on N concurrent games (one batched generate call per round);
+- naive: the same games one at a time, one `generate` call per move;
+- floor: every batch the engine sent, replayed through the model alone with the same prompts and
+  the same number of decode steps (prefill, then one cached forward per generated token, fed the
+  tokens the engine sampled): model time with no env, sampling, orchestration or Ray."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from mas.agents.backends.base import GenerationRequest
+from mas.agents.backends.hf import HFBackend
+from mas.agents.chat import PromptTokenizer
+from mas.bench.workloads import Setup
+from mas.orchestration.handles import LocalHandle
+from mas.orchestration.rollout import EpisodeSpec, RolloutEngine, answer_candidates
+from mas.seeding import stable_seed
+
+
+@dataclass
+class Throughput:
+    games: int
+    seconds: float
+    generated_tokens: int
+    generate_calls: int
+
+    @property
+    def games_per_s(self) -> float:
+        return self.games / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "games_per_s": self.games_per_s, "tokens_per_s": self.tokens_per_s}
+
+
+class RecordingWorker:
+    """Passes generate calls to a worker and keeps each call's prompts and sampled tokens."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.calls: list[tuple[list[list[int]], list[list[int]]]] = []
+
+    def generate(self, requests, sampling, seed):
+        out = self.worker.generate(requests, sampling, seed)
+        self.calls.append(([r.prompt_ids for r in requests], [g.token_ids for g in out]))
+        return out
+
+
+def game_specs(setup: Setup, games: int, seed: int, seats=None) -> list[EpisodeSpec]:
+    players = seats or setup.seats
+    return [EpisodeSpec(episode_id=i, group_id=i, seed=stable_seed(seed, i), players=list(players))
+            for i in range(games)]
+
+
+def run_engine(setup: Setup, games: int, seed: int = 0) -> tuple[Throughput, RecordingWorker]:
+    recorder = RecordingWorker(setup.worker)
+    policy = setup.agent.policy
+    engine = RolloutEngine(setup.env, {policy: LocalHandle(recorder)}, {policy: setup.worker.tokenizer})
+    start = time.perf_counter()
+    _, stats = engine.play(game_specs(setup, games, seed), seed)
+    seconds = time.perf_counter() - start
+    return Throughput(games, seconds, stats.generated_tokens, stats.generate_calls), recorder
+
+
+def run_naive(setup: Setup, games: int, seed: int = 0) -> Throughput:
+    """One game at a time, one generate call per move: what a first script would do."""
+    prompts = PromptTokenizer(setup.worker.tokenizer)
+    tokens = calls = 0
+    start = time.perf_counter()
+    for spec in game_specs(setup, games, seed):
+        state = setup.env.reset(spec.seed)
+        while not state.is_terminal():
+            for seat in state.current_seats():
+                if state.is_terminal():
+                    break
+                agent = spec.players[seat]
+                ids = prompts.first(agent.with_role(state.messages(seat)))
+                request = GenerationRequest(ids, answer_candidates(prompts, state, seat, agent))
+                gen = setup.worker.generate([request], agent.sampling, stable_seed(seed, spec.seed, calls))[0]
+                calls += 1
+                tokens += len(gen.token_ids)
+                if gen.finished:
+                    state.apply(seat, gen.text)
+                else:
+                    state.apply_invalid(seat, "cut off at max_new_tokens")
+    return Throughput(games, time.perf_counter() - start, tokens, calls)
+
+
+@torch.no_grad()
+def replay_floor(backend: HFBackend, calls) -> float:
+    """Seconds to push the recorded batches through the model alone: the backend's own prefill
+    (length-sorted chunks, shared prompts and prefixes computed once) and one cached forward per
+    generated token but the last, fed the tokens the engine sampled."""
+    backend.model.eval()
+    start = time.perf_counter()
+    for prompts, outputs in calls:
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        for begin in range(0, len(order), backend.max_batch_size):
+            chunk = order[begin : begin + backend.max_batch_size]
+            state = backend.prefill([prompts[i] for i in chunk])
+            steps = max(len(outputs[i]) for i in chunk)
+            feed = torch.full((len(chunk), steps), backend.pad_id, dtype=torch.long)
+            for row, i in enumerate(chunk):
+                feed[row, : len(outputs[i])] = torch.tensor(outputs[i])
+            for step in range(steps - 1):  # the last sampled token is never fed back
+                backend.decode_step(state, feed[:, step])
+    return time.perf_counter() - start
