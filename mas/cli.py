@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     models.set_defaults(func=cmd_models)
 
     bench = sub.add_parser("bench", help="measure rollout and update speed against baselines (docs/performance.md)")
-    bench.add_argument("--workloads", default="tictactoe-tiny,kuhn-tiny",
-                       help="comma-separated: tictactoe-tiny, kuhn-tiny, tictactoe-smollm2")
+    bench.add_argument("--workloads", default="tictactoe-tiny,kuhn-tiny,tictactoe-tiny-history",
+                       help="comma-separated: tictactoe-tiny, kuhn-tiny, tictactoe-tiny-history, tictactoe-smollm2")
     bench.add_argument("--parts", default="rollout,update,scaling", help="comma-separated: rollout, update, scaling")
     bench.add_argument("--games", type=int, default=64, help="concurrent games of the rollout comparison")
     bench.add_argument("--update-games", type=int, default=128, help="games whose turns form the update batch")

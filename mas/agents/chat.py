@@ -116,17 +116,35 @@ class PromptTokenizer:
     ) -> list[int]:
         """Prompt ids for `messages`, a continuation of `prev_messages` answered by `response_ids`:
         `prev_ids + response_ids + ids of the newly rendered text`."""
-        sampled = self.render(prev_messages) + self.tokenizer.decode(response_ids, skip_special_tokens=False)
-        full = self.render(messages)
-        cut_off = not response_ids or response_ids[-1] != self.tokenizer.eos_token_id
-        if cut_off:  # an answer cut off at max_new_tokens never matches the closed turn: start afresh
-            return self.encode_text(full)
-        if not full.startswith(sampled):
-            # The template re-renders history differently (e.g. strips thinking): extending is
-            # impossible, so this turn starts a fresh prompt. Training then sees a separate sequence.
-            warnings.warn("chat template does not extend the previous turn; re-tokenizing the prompt")
-            return self.encode_text(full)
-        return list(prev_ids) + list(response_ids) + self.encode_text(full[len(sampled) :])
+        return self.extend_many([(prev_messages, prev_ids, response_ids, messages)])[0]
+
+    def extend_many(self, items: list[tuple[list[dict], list[int], list[int], list[dict]]]) -> list[list[int]]:
+        """`extend` for many (prev_messages, prev_ids, response_ids, messages) at once: the chats
+        are rendered and the new text tokenized in batched calls."""
+        if not items:
+            return []
+        render = lambda chats: self.tokenizer.apply_chat_template(  # noqa: E731
+            [list(c) for c in chats], add_generation_prompt=True, tokenize=False)
+        before = render([prev for prev, _, _, _ in items])
+        fulls = render([now for _, _, _, now in items])
+        answers = self.tokenizer.batch_decode([r for _, _, r, _ in items], skip_special_tokens=False)
+        texts, heads = [], []
+        for (_, prev_ids, response_ids, _), prev_text, answer, full in zip(items, before, answers, fulls):
+            sampled = prev_text + answer
+            if not response_ids or response_ids[-1] != self.tokenizer.eos_token_id:
+                # an answer cut off at max_new_tokens never matches the closed turn: start afresh
+                texts.append(full)
+                heads.append([])
+            elif not full.startswith(sampled):
+                # The template re-renders history differently (e.g. strips thinking): extending is
+                # impossible, so this turn starts a fresh prompt. Training then sees a separate sequence.
+                warnings.warn("chat template does not extend the previous turn; re-tokenizing the prompt")
+                texts.append(full)
+                heads.append([])
+            else:
+                texts.append(full[len(sampled) :])
+                heads.append(list(prev_ids) + list(response_ids))
+        return [head + ids for head, ids in zip(heads, self.encode_many(texts))]
 
     def answer_candidates(self, answers: list[str]) -> list[list[int]]:
         """Token sequences for constrained decoding: each answer followed by end-of-sequence."""

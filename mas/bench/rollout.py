@@ -45,11 +45,11 @@ class RecordingWorker:
 
     def __init__(self, worker):
         self.worker = worker
-        self.calls: list[tuple[list[list[int]], list[list[int]]]] = []
+        self.calls: list[tuple[list, list]] = []  # (requests, generations) per call
 
     def generate(self, requests, sampling, seed):
         out = self.worker.generate(requests, sampling, seed)
-        self.calls.append(([r.prompt_ids for r in requests], [g.token_ids for g in out]))
+        self.calls.append((requests, out))
         return out
 
 
@@ -96,19 +96,25 @@ def run_naive(setup: Setup, games: int, seed: int = 0) -> Throughput:
 @torch.no_grad()
 def replay_floor(backend: HFBackend, calls) -> float:
     """Seconds to push the recorded batches through the model alone: the backend's own prefill
-    (length-sorted chunks, shared prompts and prefixes computed once) and one cached forward per
-    generated token but the last, fed the tokens the engine sampled."""
+    (length-sorted chunks; kept turns reused, shared prompts and prefixes computed once) and one
+    cached forward per generated token but the last, fed the tokens the engine sampled. Keeping
+    turn caches for later turns is done but not timed."""
     backend.model.eval()
-    start = time.perf_counter()
-    for prompts, outputs in calls:
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    backend.kept.clear()
+    seconds = 0.0
+    for requests, generations in calls:
+        order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
         for begin in range(0, len(order), backend.max_batch_size):
             chunk = order[begin : begin + backend.max_batch_size]
-            state = backend.prefill([prompts[i] for i in chunk])
-            steps = max(len(outputs[i]) for i in chunk)
+            outputs = [generations[i].token_ids for i in chunk]
+            start = time.perf_counter()
+            state = backend.prefill([requests[i].prompt_ids for i in chunk], [requests[i].reuse for i in chunk])
+            steps = max(len(o) for o in outputs)
             feed = torch.full((len(chunk), steps), backend.pad_id, dtype=torch.long)
-            for row, i in enumerate(chunk):
-                feed[row, : len(outputs[i])] = torch.tensor(outputs[i])
+            for row, tokens in enumerate(outputs):
+                feed[row, : len(tokens)] = torch.tensor(tokens)
             for step in range(steps - 1):  # the last sampled token is never fed back
                 backend.decode_step(state, feed[:, step])
-    return time.perf_counter() - start
+            seconds += time.perf_counter() - start
+            backend.keep([requests[i] for i in chunk], state, outputs, [generations[i].finished for i in chunk])
+    return seconds

@@ -20,7 +20,7 @@ PARTS = ("rollout", "update", "scaling")
 
 @dataclass
 class BenchSettings:
-    workloads: tuple[str, ...] = ("tictactoe-tiny", "kuhn-tiny")
+    workloads: tuple[str, ...] = ("tictactoe-tiny", "kuhn-tiny", "tictactoe-tiny-history")
     parts: tuple[str, ...] = PARTS
     games: int = 64  # concurrent games of the rollout comparison (the naive loop plays as many)
     update_games: int = 128  # games whose turns make the update's fixed batch (the quickstart's episodes)
@@ -80,10 +80,18 @@ def compare_rollout(setup, settings: BenchSettings) -> dict:
         floors.append(rollout.replay_floor(setup.worker.backend, recorder.calls))
         naives.append(rollout.run_naive(setup, settings.games, seed=settings.seed))
     engine, naive = _median_run(engines), _median_run(naives)
-    floor_s = statistics.median(floors)
-    return {"games": settings.games, "repeats": settings.repeats, "engine": engine.as_dict(),
-            "naive": naive.as_dict(), "floor_s": floor_s, "speedup_vs_naive": engine.games_per_s / naive.games_per_s,
-            "engine_vs_floor": engine.seconds / floor_s}
+    # Ratios pair the runs made back to back (the machine's speed drifts between repeats).
+    result = {"games": settings.games, "repeats": settings.repeats, "engine": engine.as_dict(),
+              "naive": naive.as_dict(), "floor_s": statistics.median(floors),
+              "speedup_vs_naive": statistics.median(n.seconds / e.seconds for e, n in zip(engines, naives)),
+              "engine_vs_floor": statistics.median(e.seconds / f for e, f in zip(engines, floors))}
+    if getattr(setup.env, "history", False):  # the same games with KV-cache reuse switched off
+        kept = setup.worker.backend.kept
+        budget, kept.budget = kept.budget, 0
+        runs = [rollout.run_engine(setup, settings.games, seed=settings.seed)[0] for _ in range(settings.repeats)]
+        kept.budget = budget
+        result["engine_without_kv_reuse"] = _median_run(runs).as_dict()
+    return result
 
 
 def _median_run(runs: list[rollout.Throughput]) -> rollout.Throughput:

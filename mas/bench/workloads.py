@@ -29,6 +29,8 @@ WORKLOADS: dict[str, Workload] = {
     for w in [
         Workload("tictactoe-tiny", "quickstart.yaml", ("rollout.opponents={}",)),
         Workload("kuhn-tiny", "quickstart.yaml", ("env.name=kuhn_poker", "rollout.opponents={}")),
+        # each seat's chat grows turn by turn: the case for KV-cache reuse
+        Workload("tictactoe-tiny-history", "quickstart.yaml", ("env.history=true", "rollout.opponents={}")),
         Workload("tictactoe-smollm2", "smollm2_tictactoe.yaml", ("rollout.opponents={}",),
                  needs="smollm2-135m-instruct"),
     ]

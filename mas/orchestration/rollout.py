@@ -148,7 +148,9 @@ class RolloutEngine:
         """One request per waiting seat. A seat whose chat extends its previous turn extends that
         turn's ids; the others' prompts are tokenized together, per policy."""
         prompt_ids: list[list[int] | None] = [None] * len(waiting)
+        reuse = [0] * len(waiting)
         fresh: dict[str, list[tuple[int, list[dict]]]] = defaultdict(list)
+        extended: dict[str, list[tuple[int, tuple]]] = defaultdict(list)
         for i, (ep, seat, agent) in enumerate(waiting):
             ctx = ep.seats[seat]
             messages = agent.with_role(ep.state.messages(seat))
@@ -158,19 +160,26 @@ class RolloutEngine:
                 and messages[: len(ctx.messages)] == ctx.messages
             )
             if continues:
-                prompts = self.prompts[agent.policy]
-                prompt_ids[i] = prompts.extend(ctx.messages, ctx.prompt_ids, ctx.last_turn.response_ids, messages)
+                extended[agent.policy].append((i, (ctx.messages, ctx.prompt_ids, ctx.last_turn.response_ids, messages)))
             else:  # first turn, or an env that starts a fresh chat every turn (history: false)
                 fresh[agent.policy].append((i, messages))
             ctx.messages = messages
         for policy, items in fresh.items():
             for (i, _), ids in zip(items, self.prompts[policy].first_many([m for _, m in items])):
                 prompt_ids[i] = ids
+        for policy, items in extended.items():
+            for (i, (_, before, answer, _)), ids in zip(items, self.prompts[policy].extend_many([x for _, x in items])):
+                prompt_ids[i] = ids
+                previous = len(before) + len(answer)
+                # the backend may resume from the previous turn's cache when the prompt really extends it
+                reuse[i] = previous if ids[:previous] == before + answer else 0
         requests = []
-        for (ep, seat, agent), ids in zip(waiting, prompt_ids):
+        for (ep, seat, agent), ids, r in zip(waiting, prompt_ids, reuse):
             ep.seats[seat].prompt_ids = ids
             candidates = answer_candidates(self.prompts[agent.policy], ep.state, seat, agent)
-            requests.append(GenerationRequest(prompt_ids=ids, candidates=candidates))
+            # keep the turn's KV cache where the next turn will extend it (envs with history)
+            keep = bool(getattr(ep.env, "history", True))
+            requests.append(GenerationRequest(prompt_ids=ids, candidates=candidates, reuse=r, keep=keep))
         return requests
 
     def _record(self, ep: _Live, seat: int, agent: Agent, request, gen, stats: RolloutStats) -> None:

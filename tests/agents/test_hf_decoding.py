@@ -58,3 +58,56 @@ def test_sampler_never_returns_a_token_past_the_last_with_mass():
     # a draw of (almost) 1 must land on the last token with probability, not the zero tail
     logp = torch.tensor([[0.0, float("-inf"), float("-inf")]]).expand(5000, -1)
     assert sample_tokens(logp, torch.Generator().manual_seed(1)).eq(0).all()
+
+
+def test_constrained_rows_answer_a_candidate_and_record_what_was_allowed(backend):
+    from mas.agents.backends.base import GenerationRequest, SamplingParams
+    from mas.agents.backends.vllm import _PrefixTree
+
+    eos = backend.eos_id
+    cands = [[30, 31, eos], [30, 32, 33, eos], [40, eos]]  # shared first token, different lengths
+    requests = [GenerationRequest([5, 6, 7], cands), GenerationRequest([8, 9], None), GenerationRequest([5, 6], cands[:1])]
+    for seed in range(8):
+        gens = backend.generate(requests, SamplingParams(temperature=1.0, max_new_tokens=6), seed)
+        for gen, req in zip((gens[0], gens[2]), (requests[0], requests[2])):
+            assert gen.token_ids in req.candidates and gen.finished
+            tree = _PrefixTree(req.candidates)
+            assert gen.allowed_ids == [tree.allowed(gen.token_ids[:k]) for k in range(len(gen.token_ids))]
+        assert gens[1].allowed_ids is None and len(gens[1].logprobs) == len(gens[1].token_ids)
+
+
+def test_a_turn_that_extends_a_kept_turn_is_prefilled_from_its_cache(tiny_path):
+    from mas.agents.backends.base import GenerationRequest, SamplingParams
+
+    backend = HFBackend(load_model(tiny_path).eval(), load_tokenizer(tiny_path))
+    answers = [[30, 31, backend.eos_id], [40, backend.eos_id]]  # constrained: every turn ends
+    first = [GenerationRequest(list(range(10, 10 + n)), answers, keep=True) for n in (5, 9)]
+    gens = backend.generate(first, SamplingParams(temperature=1.0, max_new_tokens=12), seed=3)
+    finished = [g.finished for g in gens]
+    assert all(finished) and len(backend.kept.entries) == 2
+    row = 1
+    previous = first[row].prompt_ids + gens[row].token_ids
+    follow_up = previous + [50, 51, 52]
+    fresh = [7, 8, 9, 10]  # a row without a kept turn in the same batch
+    with torch.no_grad():
+        state = backend.prefill([follow_up, fresh], reuse=[len(previous), 0])
+        for r, ids in enumerate([follow_up, fresh]):
+            torch.testing.assert_close(state.logits[r], _plain_next_logits(backend.model, ids), atol=1e-4, rtol=1e-4)
+        backend.decode_step(state, torch.tensor([60, 61]))
+        torch.testing.assert_close(state.logits[0], _plain_next_logits(backend.model, follow_up + [60]),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_kept_turns_are_dropped_when_the_weights_change(tiny_path):
+    from mas.agents.backends.base import GenerationRequest, SamplingParams
+
+    model = load_model(tiny_path)
+    backend = HFBackend(model, load_tokenizer(tiny_path))
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=12)
+    answer = [[30, backend.eos_id]]
+    backend.generate([GenerationRequest([10, 11, 12], answer, keep=True)] * 4, sampling, seed=0)
+    assert backend.kept.entries
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # what an optimizer step does, in place
+    backend.generate([GenerationRequest([10, 11, 12])], sampling, seed=1)
+    assert not backend.kept.entries

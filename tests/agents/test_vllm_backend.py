@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mas.agents.backends.base import GenerationRequest, SamplingParams
-from mas.agents.backends.hf import _PrefixTree
+from mas.agents.backends.vllm import _PrefixTree
 from mas.agents.backends.vllm import (
     VLLM_MISSING,
     VLLMBackend,

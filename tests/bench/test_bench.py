@@ -34,8 +34,8 @@ def test_floor_replays_the_engine_batches(tiny_path):
     setup = build("kuhn-tiny", threads=1)
     throughput, recorder = run_engine(setup, 3, seed=0)
     assert len(recorder.calls) == throughput.generate_calls
-    assert all(len(prompts) == len(outputs) for prompts, outputs in recorder.calls)
-    assert sum(len(t) for _, outputs in recorder.calls for t in outputs) == throughput.generated_tokens
+    assert all(len(requests) == len(outputs) for requests, outputs in recorder.calls)
+    assert sum(len(g.token_ids) for _, outputs in recorder.calls for g in outputs) == throughput.generated_tokens
     assert replay_floor(setup.worker.backend, recorder.calls) > 0
 
 

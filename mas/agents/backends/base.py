@@ -19,6 +19,10 @@ class GenerationRequest:
     # Constrained decoding: the complete token sequences the answer may be (each ending with
     # end-of-sequence); the backend samples from the policy renormalized over their prefix tree.
     candidates: list[list[int]] | None = None
+    # KV-cache reuse (a hint; backends may ignore it): `reuse` > 0 says the first `reuse` prompt ids
+    # are this seat's previous prompt + response; `keep` asks to keep this turn's cache for that.
+    reuse: int = 0
+    keep: bool = False
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import inspect
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,10 @@ import torch
 
 from mas.agents.backends.base import Generation, GenerationRequest, SamplingParams
 from mas.training.logprobs import processed_logprobs
+
+
+MIN_SHARED_PREFIX = 8  # tokens; below this a separate prefix forward costs more than it saves
+KEPT_BYTES = 1 << 30  # kept turn caches (KV-cache reuse), least recently used out first
 
 
 def _cache_argument(model) -> str:
@@ -55,35 +60,61 @@ def sample_tokens(logp: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return chosen
 
 
-class _PrefixTree:
-    """Allowed next tokens for one constrained request, given what it has generated so far."""
+class _Candidates:
+    """The answers constrained rows may give, as tensors: which tokens may come next is one
+    gather over the candidates still consistent with what each row has sampled."""
 
-    def __init__(self, candidates: list[list[int]]):
-        self.candidates = [tuple(c) for c in candidates if c]
+    def __init__(self, requests: list[GenerationRequest], eos_id: int):
+        lists = [[c for c in (r.candidates or []) if c] for r in requests]
+        width = max([1, *map(len, lists)])
+        depth = max([1, *(len(c) for cs in lists for c in cs)])
+        padded = [[c + [-1] * (depth - len(c)) for c in cs] + [[-1] * depth] * (width - len(cs)) for cs in lists]
+        self.tokens = torch.tensor(padded, dtype=torch.long).reshape(len(requests), width, depth)
+        self.rows = torch.tensor([r.candidates is not None for r in requests])  # constrained rows
+        self.alive = self.tokens[:, :, 0] >= 0  # candidates consistent with the tokens so far
+        self.eos_id = eos_id
 
-    def allowed(self, prefix: list[int]) -> list[int]:
-        k = len(prefix)
-        prefix_t = tuple(prefix)
-        return sorted({c[k] for c in self.candidates if len(c) > k and c[:k] == prefix_t})
+    def allowed(self, step: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, token) pairs allowed now for the active constrained rows, sorted; a row whose
+        candidates are all exhausted may only end."""
+        nxt = self.tokens[:, :, step] if step < self.tokens.shape[2] else torch.full(self.alive.shape, -1)
+        ok = self.alive & (nxt >= 0) & (active & self.rows).unsqueeze(-1)
+        rows, cand = ok.nonzero(as_tuple=True)
+        tokens = nxt[rows, cand]
+        stuck = (active & self.rows & ~ok.any(-1)).nonzero(as_tuple=True)[0]
+        if len(stuck):
+            rows, tokens = torch.cat([rows, stuck]), torch.cat([tokens, torch.full_like(stuck, self.eos_id)])
+        span = int(tokens.max()) + 1 if len(tokens) else 1
+        pairs = torch.unique(rows * span + tokens)  # sorted by row, then token
+        return pairs // span, pairs % span
+
+    def advance(self, step: int, chosen: torch.Tensor) -> None:
+        if step < self.tokens.shape[2]:
+            self.alive &= self.tokens[:, :, step] == chosen.unsqueeze(-1)
+        else:
+            self.alive[:] = False
 
 
 class HFBackend:
     """Backend over a transformers causal LM. The model object may be shared with a trainer in the
     same process, in which case new weights are visible at once (no copy)."""
 
-    def __init__(self, model, tokenizer, *, device: str = "cpu", max_batch_size: int = 256):
+    def __init__(self, model, tokenizer, *, device: str = "cpu", max_batch_size: int = 256,
+                 kept_bytes: int = KEPT_BYTES):
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.max_batch_size = max_batch_size
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
+        self.kept = _KeptTurns(kept_bytes)
 
     # --- protocol -----------------------------------------------------------------------------
     def generate(
         self, requests: list[GenerationRequest], sampling: SamplingParams, seed: int
     ) -> list[Generation]:
         generator = torch.Generator(device="cpu").manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+        self.kept.check_weights(self.model)
         # Length bucketing: similar prompt lengths share a batch, so little compute goes to padding.
         order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
         results: list[Generation | None] = [None] * len(requests)
@@ -96,6 +127,7 @@ class HFBackend:
 
     def set_weights(self, weights: dict[str, Any] | str) -> None:
         load_weights(self.model, weights)
+        self.kept.clear()
 
     def offload(self) -> None:
         self.model.to("cpu")
@@ -104,9 +136,13 @@ class HFBackend:
         self.model.to(self.device)
 
     # --- model calls (also replayed alone by `mas bench`'s floor) --------------------------------
-    def prefill(self, prompts: list[list[int]]) -> _Decoding:
-        """Run the prompts through the model once: identical prompts are computed once, and a
-        prefix shared by all of them (a system prompt) once for the whole batch."""
+    def prefill(self, prompts: list[list[int]], reuse: list[int] | None = None) -> _Decoding:
+        """Run the prompts through the model once. Where a prompt extends a turn whose cache was
+        kept (`reuse`, see GenerationRequest), only its new ids are computed; otherwise identical
+        prompts are computed once, and a prefix shared by all of them (a system prompt) once."""
+        kept = self.kept.find(prompts, reuse) if reuse and any(reuse) else None
+        if kept is not None and any(k is not None for k in kept):
+            return self._forward_after_kept(prompts, kept)
         unique: dict[tuple[int, ...], int] = {}
         row_of = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
         distinct = [list(p) for p in unique]
@@ -120,23 +156,68 @@ class HFBackend:
             state.select(torch.tensor(row_of, device=self.device))
         return state
 
+    def _forward_after_kept(self, prompts: list[list[int]], kept: list) -> _Decoding:
+        """Each row's kept cache (none: empty), left-padded to a common width, then its new ids."""
+        lengths = torch.tensor([k.length if k is not None else 0 for k in kept])
+        width, n = int(lengths.max()), len(prompts)
+        attention = (torch.arange(width) >= width - lengths[:, None]).long()  # kept columns, right-aligned
+        rows, cols = attention.nonzero(as_tuple=True)  # row-major: each row's kept columns in order
+        slots = rows * width + cols
+        present = [k for k in kept if k is not None]
+        layers = []
+        for index in range(len(present[0].layers)):
+            # kept entries are [length, heads, dim]: one copy of all of them into the padded cache
+            keys = torch.cat([k.layers[index][0] for k in present])
+            values = torch.cat([k.layers[index][1] for k in present])
+            heads, dim = keys.shape[1:]
+            k_all = keys.new_zeros((n * width, heads, dim)).index_copy_(0, slots, keys)
+            v_all = values.new_zeros((n * width, heads, dim)).index_copy_(0, slots, values)
+            layers.append(tuple(t.reshape(n, width, heads, dim).transpose(1, 2).to(self.device) for t in (k_all, v_all)))
+        past = _Decoding(_cache_from_layers(layers), None, attention.to(self.device), lengths.to(self.device))
+        return self._forward_prompts([p[length:] for p, length in zip(prompts, lengths.tolist())], past)
+
+    def keep(self, requests: list[GenerationRequest], state: _Decoding, tokens: list[list[int]],
+             finished: list[bool]) -> None:
+        """Keep the cache of each finished row that asked for it, under the ids it covers: the
+        prompt and every sampled token but the last (which was never fed back)."""
+        rows = [r for r, req in enumerate(requests) if req.keep and finished[r] and tokens[r]]
+        if not rows:
+            return
+        # A row's columns: those the prefill filled with attention 1, then its fed tokens; taken
+        # for all kept rows by one index_select per layer, row-major, then split per row.
+        total, width = state.attention.shape[1], state.prompt_width
+        chosen = torch.tensor(rows, device=self.device)
+        fed = torch.tensor([len(tokens[r]) - 1 for r in rows], device=self.device)
+        mask = torch.zeros((len(rows), total), dtype=torch.bool, device=self.device)
+        mask[:, :width] = state.attention[chosen, :width] == 1
+        mask[:, width:] = torch.arange(total - width, device=self.device) < fed[:, None]
+        j, col = mask.nonzero(as_tuple=True)
+        flat = chosen[j] * total + col
+        lengths = mask.sum(1).tolist()
+        picked = []
+        for keys, values in _cache_layers(state.cache):
+            n, heads, _, dim = keys.shape
+            picked.append([t.transpose(1, 2).reshape(n * total, heads, dim).index_select(0, flat).split(lengths)
+                           for t in (keys, values)])
+        for j, row in enumerate(rows):
+            self.kept.put(tuple(requests[row].prompt_ids) + tuple(tokens[row][:-1]),
+                          [(k[j], v[j]) for k, v in picked])
+
     def _prefix_cache(self, prefix: list[int], copies: int) -> _Decoding:
         ids = torch.tensor([prefix], device=self.device)
         out = self.model(input_ids=ids, use_cache=True)
-        state = _Decoding(_returned_cache(out), out.logits[:, -1, :], torch.ones_like(ids), torch.tensor([len(prefix)], device=self.device))
+        state = _Decoding(_returned_cache(out), out.logits[:, -1, :], torch.ones_like(ids),
+                          torch.tensor([len(prefix)], device=self.device))
         state.select(torch.zeros(copies, dtype=torch.long, device=self.device))
         return state
 
     def _forward_prompts(self, prompts: list[list[int]], prefix: _Decoding | None) -> _Decoding:
         """Left-padded prompts (after `prefix`'s cache when given: the padding then sits between
         the prefix and each prompt, masked, with positions continuing the prefix)."""
-        n, width = len(prompts), max(len(p) for p in prompts)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((n, width), dtype=torch.long)
-        for row, ids in enumerate(prompts):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
-        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + list(p) for p in prompts], device=self.device)
+        lengths = torch.tensor([len(p) for p in prompts], device=self.device)
+        attention = (torch.arange(width, device=self.device) >= width - lengths[:, None]).long()
         start = prefix.next_pos.unsqueeze(-1) if prefix is not None else 0
         positions = (attention.cumsum(-1) - 1).clamp_min(0) + start
         extra = {}
@@ -144,7 +225,7 @@ class HFBackend:
             attention = torch.cat([prefix.attention, attention], 1)
             extra[_cache_argument(self.model)] = prefix.cache
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
-        return _Decoding(_returned_cache(out), out.logits[:, -1, :], attention, positions[:, -1] + 1)
+        return _Decoding(_returned_cache(out), out.logits[:, -1, :], attention, positions[:, -1] + 1, attention.shape[1])
 
     def decode_step(self, state: _Decoding, tokens: torch.Tensor) -> None:
         """Feed one token per row (pad for finished rows) and update `state` in place."""
@@ -164,61 +245,129 @@ class HFBackend:
         was_training = model.training
         model.eval()
         n = len(requests)
-        trees = [_PrefixTree(r.candidates) if r.candidates is not None else None for r in requests]
-        constrained = any(t is not None for t in trees)
-        state = self.prefill([r.prompt_ids for r in requests])
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        logps: list[list[float]] = [[] for _ in range(n)]
-        allowed_ids: list[list[list[int]]] = [[] for _ in range(n)]
-        done = [False] * n
+        constrained = any(r.candidates is not None for r in requests)
+        candidates = _Candidates(requests, self.eos_id) if constrained else None
+        state = self.prefill([r.prompt_ids for r in requests], [r.reuse for r in requests])
+        tokens = torch.full((n, sampling.max_new_tokens), self.pad_id, dtype=torch.long)
+        logps = torch.zeros((n, sampling.max_new_tokens))
+        lengths = torch.zeros(n, dtype=torch.long)
+        done = torch.zeros(n, dtype=torch.bool)
+        allowed_steps: list[tuple[list[int], list[int]]] = []  # per step, the allowed (row, token) pairs
         vocab = state.logits.shape[-1]
         for step in range(sampling.max_new_tokens):
             allowed = None
-            if constrained:
-                rows, cols = [], []
-                for row, tree in enumerate(trees):
-                    if tree is None or done[row]:
-                        continue
-                    ids = tree.allowed(tokens[row]) or [self.eos_id]
-                    allowed_ids[row].append(ids)
-                    rows += [row] * len(ids)
-                    cols += ids
+            if candidates is not None:
+                rows, ids = candidates.allowed(step, ~done)
+                allowed_steps.append((rows.tolist(), ids.tolist()))
                 allowed = torch.zeros((n, vocab), dtype=torch.bool)
-                allowed[rows, cols] = True
+                allowed[rows, ids] = True
                 allowed = allowed.to(self.device)
             logp = processed_logprobs(
                 state.logits, sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, allowed=allowed
             )
             chosen = sample_tokens(logp, generator) if sampling.temperature > 0 else logp.argmax(-1)
-            chosen_logp = logp.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
+            chosen_logp = logp.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).cpu()
             chosen = chosen.cpu()
-            for row, tok in enumerate(chosen.tolist()):
-                if done[row]:
-                    continue
-                tokens[row].append(tok)
-                logps[row].append(chosen_logp[row])
-                done[row] = tok == self.eos_id
-            if all(done) or step == sampling.max_new_tokens - 1:
+            active = ~done
+            tokens[active, step] = chosen[active]
+            logps[active, step] = chosen_logp[active]
+            lengths += active.long()
+            done |= active & (chosen == self.eos_id)
+            if candidates is not None:
+                candidates.advance(step, chosen)
+            if bool(done.all()) or step == sampling.max_new_tokens - 1:
                 break  # no forward for a token that will never be fed back
-            feed = chosen.clone()
-            feed[torch.tensor(done)] = self.pad_id
-            self.decode_step(state, feed)
+            self.decode_step(state, torch.where(done, self.pad_id, chosen))
         if was_training:
             model.train()
-        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        token_lists = [row[:k] for row, k in zip(tokens.tolist(), lengths.tolist())]
+        logp_lists = [row[:k] for row, k in zip(logps.tolist(), lengths.tolist())]
+        allowed_ids = _allowed_per_row(allowed_steps, requests, lengths.tolist())
+        texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        finished = done.tolist()
+        self.keep(requests, state, token_lists, finished)
         return [
-            Generation(
-                token_ids=tokens[row],
-                logprobs=logps[row],
-                text=texts[row],
-                finished=done[row],
-                allowed_ids=allowed_ids[row] if trees[row] is not None else None,
-            )
+            Generation(token_ids=token_lists[row], logprobs=logp_lists[row], text=texts[row], finished=finished[row],
+                       allowed_ids=allowed_ids[row])
             for row in range(n)
         ]
 
 
-MIN_SHARED_PREFIX = 8  # tokens; below this a separate prefix forward costs more than it saves
+def _allowed_per_row(steps, requests, lengths) -> list[list[list[int]] | None]:
+    """Per constrained row, the allowed ids at each of its sampled tokens (None: free text)."""
+    out: list[list[list[int]] | None] = [
+        [[] for _ in range(k)] if r.candidates is not None else None for r, k in zip(requests, lengths)
+    ]
+    for step, (rows, ids) in enumerate(steps):
+        for row, token in zip(rows, ids):
+            out[row][step].append(token)
+    return out
+
+
+
+
+@dataclass
+class _Kept:
+    length: int
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, keys and values [length, heads, dim]
+
+
+class _KeptTurns:
+    """The KV caches of recent turns by the ids they cover, so that a seat's next prompt, which
+    extends its previous prompt and answer, is prefilled from there. Dropped when the weights
+    change (an update, new weights), since the cached keys and values were computed with the old."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.entries: OrderedDict[tuple[int, ...], _Kept] = OrderedDict()
+        self.bytes = 0
+        self.weights_version = None
+
+    def check_weights(self, model) -> None:
+        # every in-place change of a parameter (optimizer step, load_state_dict) bumps its version
+        version = sum(p._version for p in model.parameters())
+        if version != self.weights_version:
+            self.clear()
+            self.weights_version = version
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+    def find(self, prompts: list[list[int]], reuse: list[int]) -> list[_Kept | None]:
+        """Per prompt, the kept turn covering its first `reuse` - 1 ids, if any (the previous
+        answer's last token was never fed back, so the kept cache stops one short)."""
+        found = []
+        for prompt, n in zip(prompts, reuse):
+            kept = self.entries.get(tuple(prompt[: n - 1])) if n > 1 else None
+            if kept is not None:
+                self.entries.move_to_end(tuple(prompt[: n - 1]))
+            found.append(kept)
+        return found
+
+    def put(self, key: tuple[int, ...], layers) -> None:
+        if self.budget <= 0 or key in self.entries:
+            return
+        self.entries[key] = _Kept(len(key), layers)
+        self.bytes += sum(k.numel() * k.element_size() * 2 for k, _ in layers)
+        while self.bytes > self.budget and self.entries:
+            _, dropped = self.entries.popitem(last=False)
+            self.bytes -= sum(k.numel() * k.element_size() * 2 for k, _ in dropped.layers)
+
+
+def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer of a transformers cache, `[batch, heads, length, dim]` each."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))  # transformers 4.x
+
+
+def _cache_from_layers(layers):
+    from transformers import DynamicCache
+
+    if hasattr(DynamicCache, "from_legacy_cache"):
+        return DynamicCache.from_legacy_cache(tuple(layers))
+    return DynamicCache(ddp_cache_data=layers)
 
 
 @dataclass
@@ -229,6 +378,8 @@ class _Decoding:
     logits: torch.Tensor  # [n, V] at each row's last position
     attention: torch.Tensor  # [n, length so far]
     next_pos: torch.Tensor  # [n] position of the next token
+
+    prompt_width: int = 0  # columns of `attention` that the prefill filled (decoded tokens follow)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep (or repeat) these rows: the cache and everything beside it."""

@@ -25,8 +25,20 @@ from collections.abc import Callable
 from typing import Any
 
 from mas.agents.backends.base import Generation, GenerationRequest, SamplingParams
-from mas.agents.backends.hf import _PrefixTree
 from mas.seeding import stable_seed
+
+
+class _PrefixTree:
+    """Allowed next tokens for one constrained request, given what it has generated so far."""
+
+    def __init__(self, candidates: list[list[int]]):
+        self.candidates = [tuple(c) for c in candidates if c]
+
+    def allowed(self, prefix: list[int]) -> list[int]:
+        k = len(prefix)
+        prefix_t = tuple(prefix)
+        return sorted({c[k] for c in self.candidates if len(c) > k and c[:k] == prefix_t})
+
 
 VLLM_MISSING = "backend 'vllm' needs the vllm extra (GPU machines): pip install -e '.[vllm]'"
 

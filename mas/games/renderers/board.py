@@ -23,8 +23,16 @@ class TicTacToeRenderer(Renderer):
         mark = "X" if seat == 0 else "O"
         return f"Tic-tac-toe: three in a row wins. You are player {seat} ({mark}). {COMPACT_INSTRUCTIONS}"
 
+    def __init__(self, game: pyspiel.Game):
+        super().__init__(game)
+        self._texts: dict[tuple[int, int], str] = {}
+
     def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
-        return bracket(state.action_to_string(player, action).upper())  # x(0,1) -> <X(0,1)>
+        # x(0,1) -> <X(0,1)>; the text depends on the player and the cell only, so it is kept
+        cached = self._texts.get((player, action))
+        if cached is None:
+            cached = self._texts[(player, action)] = bracket(state.action_to_string(player, action).upper())
+        return cached
 
     def view(self, state: pyspiel.State, seat: int) -> list[str]:
         rows = [r for r in state.observation_string(seat).splitlines() if r.strip()]
