@@ -27,6 +27,7 @@ class Throughput:
     seconds: float
     generated_tokens: int
     generate_calls: int
+    model_seconds: float | None = None  # inside model forwards (engine runs only)
 
     @property
     def games_per_s(self) -> float:
@@ -60,13 +61,21 @@ def game_specs(setup: Setup, games: int, seed: int, seats=None) -> list[EpisodeS
 
 
 def run_engine(setup: Setup, games: int, seed: int = 0) -> tuple[Throughput, RecordingWorker]:
+    """The engine on `games` games; the throughput's `model_seconds` is the time its backend
+    spent inside model forwards."""
     recorder = RecordingWorker(setup.worker)
     policy = setup.agent.policy
     engine = RolloutEngine(setup.env, {policy: LocalHandle(recorder)}, {policy: setup.worker.tokenizer})
+    backend = setup.worker.backend
+    backend.kept.clear()  # every run starts cold
+    backend.model_seconds, backend.count_model_time = 0.0, True
     start = time.perf_counter()
-    _, stats = engine.play(game_specs(setup, games, seed), seed)
+    try:
+        _, stats = engine.play(game_specs(setup, games, seed), seed)
+    finally:
+        backend.count_model_time = False
     seconds = time.perf_counter() - start
-    return Throughput(games, seconds, stats.generated_tokens, stats.generate_calls), recorder
+    return Throughput(games, seconds, stats.generated_tokens, stats.generate_calls, backend.model_seconds), recorder
 
 
 def run_naive(setup: Setup, games: int, seed: int = 0) -> Throughput:
@@ -95,26 +104,21 @@ def run_naive(setup: Setup, games: int, seed: int = 0) -> Throughput:
 
 @torch.no_grad()
 def replay_floor(backend: HFBackend, calls) -> float:
-    """Seconds to push the recorded batches through the model alone: the backend's own prefill
-    (length-sorted chunks; kept turns reused, shared prompts and prefixes computed once) and one
-    cached forward per generated token but the last, fed the tokens the engine sampled. Keeping
-    turn caches for later turns is done but not timed."""
+    """Seconds to generate the recorded sequences with the model alone, plainly: per batch (in
+    the backend's length-sorted chunks) one left-padded prefill of the prompts, then one cached
+    forward per generated token but the last, fed the tokens the engine sampled."""
     backend.model.eval()
-    backend.kept.clear()
-    seconds = 0.0
+    start = time.perf_counter()
     for requests, generations in calls:
         order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids))
         for begin in range(0, len(order), backend.max_batch_size):
             chunk = order[begin : begin + backend.max_batch_size]
             outputs = [generations[i].token_ids for i in chunk]
-            start = time.perf_counter()
-            state = backend.prefill([requests[i].prompt_ids for i in chunk], [requests[i].reuse for i in chunk])
+            state = backend.prefill_plain([requests[i].prompt_ids for i in chunk])
             steps = max(len(o) for o in outputs)
             feed = torch.full((len(chunk), steps), backend.pad_id, dtype=torch.long)
             for row, tokens in enumerate(outputs):
                 feed[row, : len(tokens)] = torch.tensor(tokens)
             for step in range(steps - 1):  # the last sampled token is never fed back
                 backend.decode_step(state, feed[:, step])
-            seconds += time.perf_counter() - start
-            backend.keep([requests[i] for i in chunk], state, outputs, [generations[i].finished for i in chunk])
-    return seconds
+    return time.perf_counter() - start

@@ -111,3 +111,39 @@ def test_kept_turns_are_dropped_when_the_weights_change(tiny_path):
         next(model.parameters()).add_(0.01)  # what an optimizer step does, in place
     backend.generate([GenerationRequest([10, 11, 12])], sampling, seed=1)
     assert not backend.kept.entries
+
+
+def test_forced_tokens_cost_no_model_call(tiny_path):
+    from mas.agents.backends.base import GenerationRequest, SamplingParams
+
+    backend = HFBackend(load_model(tiny_path).eval(), load_tokenizer(tiny_path))
+    calls = []
+    backend.model.register_forward_hook(lambda *_: calls.append(1))
+    eos, sampling = backend.eos_id, SamplingParams(temperature=1.0, max_new_tokens=8)
+    (only,) = backend.generate([GenerationRequest([5, 6, 7], [[30, 31, eos]])], sampling, seed=0)
+    assert only.token_ids == [30, 31, eos] and only.logprobs == [0.0, 0.0, 0.0] and calls == []
+    # one real choice after a forced token: one forward (the prompt with the forced token), then
+    # the forced remainder is free again
+    (gen,) = backend.generate([GenerationRequest([5, 6, 7], [[30, 31, 40, eos], [30, 32, 40, eos]])], sampling, seed=1)
+    assert len(calls) == 1 and gen.token_ids[0] == 30 and gen.token_ids[2:] == [40, eos]
+    assert gen.logprobs[0] == gen.logprobs[2] == gen.logprobs[3] == 0.0 and gen.logprobs[1] < 0
+    with torch.no_grad():
+        logits = _plain_next_logits(backend.model, [5, 6, 7, 30])[[31, 32]]
+    torch.testing.assert_close(torch.tensor(gen.logprobs[1]), torch.log_softmax(logits, -1)[gen.token_ids[1] - 31],
+                               atol=1e-5, rtol=0)
+
+
+def test_a_shared_prefix_is_computed_once_per_weights(tiny_path):
+    backend = HFBackend(load_model(tiny_path).eval(), load_tokenizer(tiny_path))
+    prefix = list(range(10, 30))
+    calls = []
+    backend.model.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        backend.prefill([prefix + [40], prefix + [50, 51]])
+        assert len(calls) == 2  # the prefix, then the rows
+        # next round shares more than the prefix: the kept prefix is reused, the rest is per row
+        prompts = [prefix + [60, 61, 62], prefix + [60, 61, 70]]
+        state = backend.prefill(prompts)
+        assert len(calls) == 3
+        for row, ids in enumerate(prompts):
+            torch.testing.assert_close(state.logits[row], _plain_next_logits(backend.model, ids), atol=1e-4, rtol=1e-4)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import inspect
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,17 @@ def _cache_argument(model) -> str:
     """transformers renamed `past_key_values` to `cache` (5.x); accept both."""
     params = inspect.signature(type(model).forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def _takes_logits_to_keep(model) -> bool:
+    """Whether the model's forward can compute logits for the last position only."""
+    kind = type(model)
+    if kind not in _LOGITS_TO_KEEP:
+        _LOGITS_TO_KEEP[kind] = "logits_to_keep" in inspect.signature(kind.forward).parameters
+    return _LOGITS_TO_KEEP[kind]
+
+
+_LOGITS_TO_KEEP: dict[type, bool] = {}
 
 
 def _returned_cache(output):
@@ -108,6 +120,9 @@ class HFBackend:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
         self.kept = _KeptTurns(kept_bytes)
+        self.prefixes: list[tuple[int, ...]] = []  # keys of shared prefixes in `kept`, newest last
+        self.model_seconds = 0.0  # time inside model forwards, counted while `count_model_time`
+        self.count_model_time = False
 
     # --- protocol -----------------------------------------------------------------------------
     def generate(
@@ -149,7 +164,8 @@ class HFBackend:
         shared = len(os.path.commonprefix(distinct)) if len(distinct) > 1 else 0
         shared = min(shared, min(len(p) for p in distinct) - 1)  # every row keeps a token to predict from
         if shared >= MIN_SHARED_PREFIX:
-            state = self._forward_prompts([p[shared:] for p in distinct], self._prefix_cache(distinct[0][:shared], len(distinct)))
+            past = self._prefix_cache(distinct[0][:shared], len(distinct))
+            state = self._forward_prompts([p[past.attention.shape[1] :] for p in distinct], past)
         else:
             state = self._forward_prompts(distinct, None)
         if len(distinct) < len(prompts):
@@ -187,7 +203,8 @@ class HFBackend:
         # for all kept rows by one index_select per layer, row-major, then split per row.
         total, width = state.attention.shape[1], state.prompt_width
         chosen = torch.tensor(rows, device=self.device)
-        fed = torch.tensor([len(tokens[r]) - 1 for r in rows], device=self.device)
+        before = state.prefill_fed or [0] * len(requests)  # fed with the prompt, inside the prefill width
+        fed = torch.tensor([len(tokens[r]) - 1 - before[r] for r in rows], device=self.device)
         mask = torch.zeros((len(rows), total), dtype=torch.bool, device=self.device)
         mask[:, :width] = state.attention[chosen, :width] == 1
         mask[:, width:] = torch.arange(total - width, device=self.device) < fed[:, None]
@@ -203,13 +220,40 @@ class HFBackend:
             self.kept.put(tuple(requests[row].prompt_ids) + tuple(tokens[row][:-1]),
                           [(k[j], v[j]) for k, v in picked])
 
-    def _prefix_cache(self, prefix: list[int], copies: int) -> _Decoding:
-        ids = torch.tensor([prefix], device=self.device)
-        out = self.model(input_ids=ids, use_cache=True)
-        state = _Decoding(_returned_cache(out), out.logits[:, -1, :], torch.ones_like(ids),
-                          torch.tensor([len(prefix)], device=self.device))
-        state.select(torch.zeros(copies, dtype=torch.long, device=self.device))
+    def _catch_up(self, state: _Decoding | None, requests, pending: list[torch.Tensor],
+                  feed_counts: torch.Tensor) -> _Decoding:
+        """`state` after the pending tokens: one forward over the pending columns, or, if the
+        model has not run yet, the prefill of each prompt followed by the first `feed_counts`
+        pending tokens of its row (a row that has ended feeds no token after its last)."""
+        if state is None:
+            columns = torch.stack(pending, 1).tolist() if pending else [[] for _ in requests]
+            counts = feed_counts.tolist()
+            prompts = [r.prompt_ids + row[:k] for r, row, k in zip(requests, columns, counts)]
+            state = self.prefill(prompts, [r.reuse for r in requests])
+            state.prefill_fed = counts
+            return state
+        if pending:
+            self.decode_step(state, torch.stack(pending, 1))
         return state
+
+    def _prefix_cache(self, prefix: list[int], copies: int) -> _Decoding:
+        """The cache of a prefix all rows share, for `copies` rows. A prefix computed before under
+        the same weights (the system prompt, round after round) is reused, also when this batch
+        shares more than it: the rest then goes with each row's own ids."""
+        known = [key for key in self.prefixes if len(key) >= MIN_SHARED_PREFIX and tuple(prefix[: len(key)]) == key
+                 and self.kept.entries.get(key) is not None]
+        if known:
+            key = max(known, key=len)
+            layers = self.kept.entries[key].layers
+        else:
+            key = tuple(prefix)
+            out = self._run_model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+            layers = [(k[0].transpose(0, 1), v[0].transpose(0, 1)) for k, v in _cache_layers(_returned_cache(out))]
+            self.kept.put(key, layers)
+            self.prefixes = [k for k in self.prefixes if k in self.kept.entries][-7:] + [key]
+        batch = [tuple(t.transpose(0, 1).unsqueeze(0).expand(copies, -1, -1, -1) for t in pair) for pair in layers]
+        return _Decoding(_cache_from_layers(batch), None, torch.ones((copies, len(key)), dtype=torch.long, device=self.device),
+                         torch.full((copies,), len(key), device=self.device))
 
     def _forward_prompts(self, prompts: list[list[int]], prefix: _Decoding | None) -> _Decoding:
         """Left-padded prompts (after `prefix`'s cache when given: the padding then sits between
@@ -224,17 +268,39 @@ class HFBackend:
         if prefix is not None:
             attention = torch.cat([prefix.attention, attention], 1)
             extra[_cache_argument(self.model)] = prefix.cache
-        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, **extra)
+        out = self._run_model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                              **extra)
         return _Decoding(_returned_cache(out), out.logits[:, -1, :], attention, positions[:, -1] + 1, attention.shape[1])
 
     def decode_step(self, state: _Decoding, tokens: torch.Tensor) -> None:
-        """Feed one token per row (pad for finished rows) and update `state` in place."""
-        n = tokens.shape[0]
-        state.attention = torch.cat([state.attention, torch.ones((n, 1), dtype=state.attention.dtype, device=self.device)], 1)
-        out = self.model(input_ids=tokens.to(self.device).unsqueeze(-1), attention_mask=state.attention,
-                         position_ids=state.next_pos.unsqueeze(-1), use_cache=True, **{_cache_argument(self.model): state.cache})
+        """Feed one token per row (`[n]`), or several (`[n, m]`), pad for finished rows, and update
+        `state` in place: its logits are then those after each row's last fed token."""
+        tokens = tokens.to(self.device)
+        if tokens.dim() == 1:
+            tokens = tokens.unsqueeze(-1)
+        n, m = tokens.shape
+        state.attention = torch.cat([state.attention, torch.ones((n, m), dtype=state.attention.dtype, device=self.device)], 1)
+        positions = state.next_pos.unsqueeze(-1) + torch.arange(m, device=self.device)
+        out = self._run_model(input_ids=tokens, attention_mask=state.attention, position_ids=positions, use_cache=True,
+                              **{_cache_argument(self.model): state.cache})
         state.cache, state.logits = _returned_cache(out), out.logits[:, -1, :]
-        state.next_pos = state.next_pos + 1
+        state.next_pos = state.next_pos + m
+
+    def prefill_plain(self, prompts: list[list[int]]) -> _Decoding:
+        """One left-padded forward over all prompts: no sharing, no kept turns (the bench floor)."""
+        return self._forward_prompts(prompts, None)
+
+    def _run_model(self, **inputs):
+        if _takes_logits_to_keep(self.model):
+            inputs["logits_to_keep"] = 1  # only the last position's logits are ever read
+        if not self.count_model_time:
+            return self.model(**inputs)
+        start = time.perf_counter()
+        out = self.model(**inputs)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.model_seconds += time.perf_counter() - start
+        return out
 
     # --- decoding -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -247,27 +313,41 @@ class HFBackend:
         n = len(requests)
         constrained = any(r.candidates is not None for r in requests)
         candidates = _Candidates(requests, self.eos_id) if constrained else None
-        state = self.prefill([r.prompt_ids for r in requests], [r.reuse for r in requests])
+        # Tokens whose value is forced (a constrained row with one allowed token) need no model
+        # call: their log-prob is 0 whatever the logits. They wait in `pending` and go through the
+        # model together when some row must choose (with the prompts, if nothing ran yet).
+        state: _Decoding | None = None
+        pending: list[torch.Tensor] = []
         tokens = torch.full((n, sampling.max_new_tokens), self.pad_id, dtype=torch.long)
         logps = torch.zeros((n, sampling.max_new_tokens))
         lengths = torch.zeros(n, dtype=torch.long)
         done = torch.zeros(n, dtype=torch.bool)
         allowed_steps: list[tuple[list[int], list[int]]] = []  # per step, the allowed (row, token) pairs
-        vocab = state.logits.shape[-1]
         for step in range(sampling.max_new_tokens):
-            allowed = None
+            choosing, forced = ~done, None
             if candidates is not None:
                 rows, ids = candidates.allowed(step, ~done)
                 allowed_steps.append((rows.tolist(), ids.tolist()))
-                allowed = torch.zeros((n, vocab), dtype=torch.bool)
-                allowed[rows, ids] = True
-                allowed = allowed.to(self.device)
-            logp = processed_logprobs(
-                state.logits, sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, allowed=allowed
-            )
-            chosen = sample_tokens(logp, generator) if sampling.temperature > 0 else logp.argmax(-1)
-            chosen_logp = logp.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).cpu()
-            chosen = chosen.cpu()
+                single = torch.bincount(rows, minlength=n) == 1
+                forced = torch.full((n,), self.pad_id, dtype=torch.long)
+                forced[rows[single[rows]]] = ids[single[rows]]
+                choosing = choosing & ~(candidates.rows & single)
+            if bool(choosing.any()):
+                state = self._catch_up(state, requests, pending, lengths - done.long())
+                pending = []
+                allowed = None
+                if candidates is not None:
+                    allowed = torch.zeros(state.logits.shape, dtype=torch.bool)
+                    allowed[rows, ids] = True
+                    allowed = allowed.to(self.device)
+                logp = processed_logprobs(
+                    state.logits, sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, allowed=allowed
+                )
+                chosen = sample_tokens(logp, generator) if sampling.temperature > 0 else logp.argmax(-1)
+                chosen_logp = logp.gather(-1, chosen.unsqueeze(-1)).squeeze(-1).cpu()
+                chosen = chosen.cpu()
+            else:
+                chosen, chosen_logp = forced, torch.zeros(n)
             active = ~done
             tokens[active, step] = chosen[active]
             logps[active, step] = chosen_logp[active]
@@ -277,7 +357,7 @@ class HFBackend:
                 candidates.advance(step, chosen)
             if bool(done.all()) or step == sampling.max_new_tokens - 1:
                 break  # no forward for a token that will never be fed back
-            self.decode_step(state, torch.where(done, self.pad_id, chosen))
+            pending.append(torch.where(done, self.pad_id, chosen))
         if was_training:
             model.train()
         token_lists = [row[:k] for row, k in zip(tokens.tolist(), lengths.tolist())]
@@ -285,7 +365,9 @@ class HFBackend:
         allowed_ids = _allowed_per_row(allowed_steps, requests, lengths.tolist())
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
         finished = done.tolist()
-        self.keep(requests, state, token_lists, finished)
+        if any(r.keep for r in requests) and any(finished):
+            # a kept turn covers every token but the last: run the forced ones still pending
+            self.keep(requests, self._catch_up(state, requests, pending, lengths - 1), token_lists, finished)
         return [
             Generation(token_ids=token_lists[row], logprobs=logp_lists[row], text=texts[row], finished=finished[row],
                        allowed_ids=allowed_ids[row])
@@ -380,6 +462,7 @@ class _Decoding:
     next_pos: torch.Tensor  # [n] position of the next token
 
     prompt_width: int = 0  # columns of `attention` that the prefill filled (decoded tokens follow)
+    prefill_fed: list[int] | None = None  # per row, sampled tokens that went in with the prompt
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep (or repeat) these rows: the cache and everything beside it."""
