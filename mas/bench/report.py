@@ -32,9 +32,10 @@ def update_table(rows: list[dict], markdown: bool = False) -> str:
 
 
 def scaling_table(rows: list[dict], markdown: bool = False) -> str:
-    headers = ["workload", "policies", "games", "games/s", "tok/s", "generate calls", "peak RSS GiB"]
+    headers = ["workload", "policies", "games", "games/s", "tok/s", "generate calls", "peak RSS GiB",
+               "rollout's share MiB"]
     body = [[r["workload"], str(r["policies"]), str(r["games"]), f"{r['games_per_s']:.1f}", f"{r['tokens_per_s']:.0f}",
-             str(r["generate_calls"]), f"{r['peak_rss_gb']:.2f}"] for r in rows]
+             str(r["generate_calls"]), f"{r['peak_rss_gb']:.2f}", f"{r['rollout_rss_gb'] * 1024:.0f}"] for r in rows]
     return _table(headers, body, markdown)
 
 

@@ -36,13 +36,51 @@ def measure_point(workload: str, games: int, policies: int, seed: int, threads: 
         spec.players = [agents[(i + s) % policies] for s in range(seats)]
     engine().play(game_specs(setup, 2, seed + 1, [agents[0]] * seats), seed + 1)  # warm-up
     runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _, stats = engine().play(specs, seed)
-        runs.append(Throughput(games, time.perf_counter() - start, stats.generated_tokens, stats.generate_calls))
+    with ResidentPeak() as memory:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            _, stats = engine().play(specs, seed)
+            runs.append(Throughput(games, time.perf_counter() - start, stats.generated_tokens, stats.generate_calls))
     result = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]  # the median run
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    return {"games": games, "policies": policies, **result.as_dict(), "peak_rss_gb": peak_gb}
+    return {"games": games, "policies": policies, **result.as_dict(), "peak_rss_gb": memory.peak / 2**30,
+            "rollout_rss_gb": (memory.peak - memory.start) / 2**30}
+
+
+class ResidentPeak:
+    """Peak resident memory of this process while the block runs, sampled every few milliseconds
+    from /proc (Linux); `start` is the resident size when it began. Elsewhere both are the
+    process's lifetime peak."""
+
+    def __init__(self, every_s: float = 0.002):
+        self.every_s = every_s
+        self.start = self.peak = 0
+
+    @staticmethod
+    def _resident() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * resource.getpagesize()
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def __enter__(self):
+        import threading
+
+        self.start = self.peak = self._resident()
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(self.every_s):
+                self.peak = max(self.peak, self._resident())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._resident())
 
 
 def scaling_table(workload: str, games_list, policies_list, seed: int, threads: int, repeats: int, *, base_games: int,

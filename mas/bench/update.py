@@ -33,14 +33,18 @@ class UpdateTimes:
         return out
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, optimizer state creation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _interleaved_medians(fns: list, repeats: int) -> list[float]:
+    """Median seconds of each function, run in rotation `repeats` times after one warm-up each
+    (allocator, optimizer state), so that drift in the machine's speed hits them alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def bare_step(model, optimizer, batches, advantages: dict[int, torch.Tensor], grad_clip: float,
@@ -81,20 +85,19 @@ def time_update(setup: Setup, turns, advantages: list[float], repeats: int = 5) 
     adv = torch.as_tensor(advantages, dtype=torch.float32)
     old_lp, _ = trainer._score(trainer.model, sequences)
     everything = list(range(len(sequences)))
-    step_s = _median_seconds(lambda: trainer._optimizer_step(sequences, everything, old_lp, None, adv), repeats)
-    old_s = _median_seconds(lambda: trainer._score(trainer.model, sequences), repeats)
     reference = copy.deepcopy(trainer.model).eval().requires_grad_(False)
-    ref_s = _median_seconds(lambda: trainer._score(reference, sequences), repeats)
-
     bare = copy.deepcopy(trainer.model).train()
     opt = trainer.strategy.settings
     optimizer = torch.optim.AdamW([p for p in bare.parameters() if p.requires_grad], lr=opt.lr,
                                   betas=tuple(opt.betas), eps=opt.eps)
     batches = micro_batches(sequences, trainer.settings.micro_batch_tokens)
     per_seq = {id(s): adv[s.target_row] for s in sequences}
-    bare_s, lean_s = (
-        _median_seconds(lambda: bare_step(bare, optimizer, batches, per_seq, opt.grad_clip, lean), repeats)
-        for lean in (False, True)
-    )
+    step_s, bare_s, lean_s, old_s, ref_s = _interleaved_medians([
+        lambda: trainer._optimizer_step(sequences, everything, old_lp, None, adv),
+        lambda: bare_step(bare, optimizer, batches, per_seq, opt.grad_clip, False),
+        lambda: bare_step(bare, optimizer, batches, per_seq, opt.grad_clip, True),
+        lambda: trainer._score(trainer.model, sequences),
+        lambda: trainer._score(reference, sequences),
+    ], repeats)
     tokens = sum(len(s.target_pos) for s in sequences)
     return UpdateTimes(tokens, len(sequences), step_s, bare_s, lean_s, old_s, ref_s)

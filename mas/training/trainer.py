@@ -50,10 +50,10 @@ def _target_logprobs(model, batch: list[PackedSequence], device, truncation=(0, 
     allowed = None
     flat_allowed = [a for s in batch for a in s.allowed]
     if any(a is not None for a in flat_allowed):
+        rows = [i for i, ids in enumerate(flat_allowed) if ids is not None for _ in ids]
+        cols = [t for ids in flat_allowed if ids is not None for t in ids]
         allowed = torch.zeros(logits.shape, dtype=torch.bool, device=device)
-        for i, ids in enumerate(flat_allowed):
-            if ids is not None:
-                allowed[i, ids] = True
+        allowed[torch.tensor(rows, device=device), torch.tensor(cols, device=device)] = True
     logp_all = processed_logprobs(logits, temps, top_k=truncation[0], top_p=truncation[1], allowed=allowed)
     return logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1), logp_all
 

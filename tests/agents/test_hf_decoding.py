@@ -147,3 +147,14 @@ def test_a_shared_prefix_is_computed_once_per_weights(tiny_path):
         assert len(calls) == 3
         for row, ids in enumerate(prompts):
             torch.testing.assert_close(state.logits[row], _plain_next_logits(backend.model, ids), atol=1e-4, rtol=1e-4)
+
+
+def test_fast_decoding_gives_the_texts_of_batch_decode(backend):
+    import random
+
+    from mas.agents.backends.hf import _decode_many
+
+    tok, rng = backend.tokenizer, random.Random(0)
+    lists = [[rng.randrange(len(tok)) for _ in range(rng.randrange(0, 30))] for _ in range(100)]
+    lists.append([tok.eos_token_id, 5, tok.pad_token_id])
+    assert _decode_many(tok, lists) == tok.batch_decode(lists, skip_special_tokens=True)

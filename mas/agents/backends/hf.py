@@ -363,7 +363,7 @@ class HFBackend:
         token_lists = [row[:k] for row, k in zip(tokens.tolist(), lengths.tolist())]
         logp_lists = [row[:k] for row, k in zip(logps.tolist(), lengths.tolist())]
         allowed_ids = _allowed_per_row(allowed_steps, requests, lengths.tolist())
-        texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        texts = _decode_many(self.tokenizer, token_lists)
         finished = done.tolist()
         if any(r.keep for r in requests) and any(finished):
             # a kept turn covers every token but the last: run the forced ones still pending
@@ -373,6 +373,15 @@ class HFBackend:
                        allowed_ids=allowed_ids[row])
             for row in range(n)
         ]
+
+
+def _decode_many(tokenizer, token_lists: list[list[int]]) -> list[str]:
+    """`batch_decode(..., skip_special_tokens=True)`, straight from the Rust tokenizer where that
+    gives the same text (no clean-up of spaces configured)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "clean_up_tokenization_spaces", True):
+        return tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+    return backend.decode_batch(token_lists, skip_special_tokens=True)
 
 
 def _allowed_per_row(steps, requests, lengths) -> list[list[list[int]] | None]:
