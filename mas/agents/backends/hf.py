@@ -6,42 +6,20 @@ function the trainer uses, so the first update's importance ratio is exactly 1 u
 from __future__ import annotations
 
 import glob
-import inspect
 import os
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from mas.agents.backends.base import Generation, GenerationRequest, SamplingParams
+from mas.agents.backends.kv_cache import (KEPT_BYTES, Decoding, KeptTurns, cache_argument, cache_from_layers,
+                                          cache_layers, returned_cache, takes_logits_to_keep)
+from mas.agents.backends.sampling import Candidates, allowed_per_row, sample_tokens
 from mas.training.logprobs import processed_logprobs
 
 
 MIN_SHARED_PREFIX = 8  # tokens; below this a separate prefix forward costs more than it saves
-KEPT_BYTES = 1 << 30  # kept turn caches (KV-cache reuse), least recently used out first
-
-
-def _cache_argument(model) -> str:
-    """transformers renamed `past_key_values` to `cache` (5.x); accept both."""
-    params = inspect.signature(type(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _takes_logits_to_keep(model) -> bool:
-    """Whether the model's forward can compute logits for the last position only."""
-    kind = type(model)
-    if kind not in _LOGITS_TO_KEEP:
-        _LOGITS_TO_KEEP[kind] = "logits_to_keep" in inspect.signature(kind.forward).parameters
-    return _LOGITS_TO_KEEP[kind]
-
-
-_LOGITS_TO_KEEP: dict[type, bool] = {}
-
-
-def _returned_cache(output):
-    return getattr(output, "cache", None) if hasattr(output, "cache") else output.past_key_values
 
 
 def load_weights(model, weights: dict[str, Any] | str) -> None:
@@ -57,56 +35,6 @@ def load_weights(model, weights: dict[str, Any] | str) -> None:
     model.load_state_dict(weights, strict=False)
 
 
-def sample_tokens(logp: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One token per row of log-probs `[N, V]` by inverse-CDF sampling: one uniform draw per row
-    from the CPU `generator` (reproducible on any device), far cheaper than torch.multinomial."""
-    probs = logp.exp().double()
-    cdf = probs.cumsum(-1)
-    draw = torch.rand((logp.shape[0], 1), generator=generator, dtype=torch.float64).to(cdf.device)
-    chosen = torch.searchsorted(cdf, draw * cdf[:, -1:], right=True).squeeze(-1).clamp_max(logp.shape[-1] - 1)
-    # a draw rounded up to the total lands past the last token with mass: take that token instead
-    unlikely = probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1) == 0
-    if unlikely.any():
-        last = logp.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(-1)
-        chosen = torch.where(unlikely, last, chosen)
-    return chosen
-
-
-class _Candidates:
-    """The answers constrained rows may give, as tensors: which tokens may come next is one
-    gather over the candidates still consistent with what each row has sampled."""
-
-    def __init__(self, requests: list[GenerationRequest], eos_id: int):
-        lists = [[c for c in (r.candidates or []) if c] for r in requests]
-        width = max([1, *map(len, lists)])
-        depth = max([1, *(len(c) for cs in lists for c in cs)])
-        padded = [[c + [-1] * (depth - len(c)) for c in cs] + [[-1] * depth] * (width - len(cs)) for cs in lists]
-        self.tokens = torch.tensor(padded, dtype=torch.long).reshape(len(requests), width, depth)
-        self.rows = torch.tensor([r.candidates is not None for r in requests])  # constrained rows
-        self.alive = self.tokens[:, :, 0] >= 0  # candidates consistent with the tokens so far
-        self.eos_id = eos_id
-
-    def allowed(self, step: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(row, token) pairs allowed now for the active constrained rows, sorted; a row whose
-        candidates are all exhausted may only end."""
-        nxt = self.tokens[:, :, step] if step < self.tokens.shape[2] else torch.full(self.alive.shape, -1)
-        ok = self.alive & (nxt >= 0) & (active & self.rows).unsqueeze(-1)
-        rows, cand = ok.nonzero(as_tuple=True)
-        tokens = nxt[rows, cand]
-        stuck = (active & self.rows & ~ok.any(-1)).nonzero(as_tuple=True)[0]
-        if len(stuck):
-            rows, tokens = torch.cat([rows, stuck]), torch.cat([tokens, torch.full_like(stuck, self.eos_id)])
-        span = int(tokens.max()) + 1 if len(tokens) else 1
-        pairs = torch.unique(rows * span + tokens)  # sorted by row, then token
-        return pairs // span, pairs % span
-
-    def advance(self, step: int, chosen: torch.Tensor) -> None:
-        if step < self.tokens.shape[2]:
-            self.alive &= self.tokens[:, :, step] == chosen.unsqueeze(-1)
-        else:
-            self.alive[:] = False
-
-
 class HFBackend:
     """Backend over a transformers causal LM. The model object may be shared with a trainer in the
     same process, in which case new weights are visible at once (no copy)."""
@@ -119,7 +47,7 @@ class HFBackend:
         self.max_batch_size = max_batch_size
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
-        self.kept = _KeptTurns(kept_bytes)
+        self.kept = KeptTurns(kept_bytes)
         self.prefixes: list[tuple[int, ...]] = []  # keys of shared prefixes in `kept`, newest last
         self.model_seconds = 0.0  # time inside model forwards, counted while `count_model_time`
         self.count_model_time = False
@@ -151,7 +79,7 @@ class HFBackend:
         self.model.to(self.device)
 
     # --- model calls (also replayed alone by `mas bench`'s floor) --------------------------------
-    def prefill(self, prompts: list[list[int]], reuse: list[int] | None = None) -> _Decoding:
+    def prefill(self, prompts: list[list[int]], reuse: list[int] | None = None) -> Decoding:
         """Run the prompts through the model once. Where a prompt extends a turn whose cache was
         kept (`reuse`, see GenerationRequest), only its new ids are computed; otherwise identical
         prompts are computed once, and a prefix shared by all of them (a system prompt) once."""
@@ -172,7 +100,7 @@ class HFBackend:
             state.select(torch.tensor(row_of, device=self.device))
         return state
 
-    def _forward_after_kept(self, prompts: list[list[int]], kept: list) -> _Decoding:
+    def _forward_after_kept(self, prompts: list[list[int]], kept: list) -> Decoding:
         """Each row's kept cache (none: empty), left-padded to a common width, then its new ids."""
         lengths = torch.tensor([k.length if k is not None else 0 for k in kept])
         width, n = int(lengths.max()), len(prompts)
@@ -189,10 +117,10 @@ class HFBackend:
             k_all = keys.new_zeros((n * width, heads, dim)).index_copy_(0, slots, keys)
             v_all = values.new_zeros((n * width, heads, dim)).index_copy_(0, slots, values)
             layers.append(tuple(t.reshape(n, width, heads, dim).transpose(1, 2).to(self.device) for t in (k_all, v_all)))
-        past = _Decoding(_cache_from_layers(layers), None, attention.to(self.device), lengths.to(self.device))
+        past = Decoding(cache_from_layers(layers), None, attention.to(self.device), lengths.to(self.device))
         return self._forward_prompts([p[length:] for p, length in zip(prompts, lengths.tolist())], past)
 
-    def keep(self, requests: list[GenerationRequest], state: _Decoding, tokens: list[list[int]],
+    def keep(self, requests: list[GenerationRequest], state: Decoding, tokens: list[list[int]],
              finished: list[bool]) -> None:
         """Keep the cache of each finished row that asked for it, under the ids it covers: the
         prompt and every sampled token but the last (which was never fed back)."""
@@ -212,7 +140,7 @@ class HFBackend:
         flat = chosen[j] * total + col
         lengths = mask.sum(1).tolist()
         picked = []
-        for keys, values in _cache_layers(state.cache):
+        for keys, values in cache_layers(state.cache):
             n, heads, _, dim = keys.shape
             picked.append([t.transpose(1, 2).reshape(n * total, heads, dim).index_select(0, flat).split(lengths)
                            for t in (keys, values)])
@@ -220,8 +148,8 @@ class HFBackend:
             self.kept.put(tuple(requests[row].prompt_ids) + tuple(tokens[row][:-1]),
                           [(k[j], v[j]) for k, v in picked])
 
-    def _catch_up(self, state: _Decoding | None, requests, pending: list[torch.Tensor],
-                  feed_counts: torch.Tensor) -> _Decoding:
+    def _catch_up(self, state: Decoding | None, requests, pending: list[torch.Tensor],
+                  feed_counts: torch.Tensor) -> Decoding:
         """`state` after the pending tokens: one forward over the pending columns, or, if the
         model has not run yet, the prefill of each prompt followed by the first `feed_counts`
         pending tokens of its row (a row that has ended feeds no token after its last)."""
@@ -236,7 +164,7 @@ class HFBackend:
             self.decode_step(state, torch.stack(pending, 1))
         return state
 
-    def _prefix_cache(self, prefix: list[int], copies: int) -> _Decoding:
+    def _prefix_cache(self, prefix: list[int], copies: int) -> Decoding:
         """The cache of a prefix all rows share, for `copies` rows. A prefix computed before under
         the same weights (the system prompt, round after round) is reused, also when this batch
         shares more than it: the rest then goes with each row's own ids."""
@@ -248,14 +176,14 @@ class HFBackend:
         else:
             key = tuple(prefix)
             out = self._run_model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
-            layers = [(k[0].transpose(0, 1), v[0].transpose(0, 1)) for k, v in _cache_layers(_returned_cache(out))]
+            layers = [(k[0].transpose(0, 1), v[0].transpose(0, 1)) for k, v in cache_layers(returned_cache(out))]
             self.kept.put(key, layers)
             self.prefixes = [k for k in self.prefixes if k in self.kept.entries][-7:] + [key]
         batch = [tuple(t.transpose(0, 1).unsqueeze(0).expand(copies, -1, -1, -1) for t in pair) for pair in layers]
-        return _Decoding(_cache_from_layers(batch), None, torch.ones((copies, len(key)), dtype=torch.long, device=self.device),
+        return Decoding(cache_from_layers(batch), None, torch.ones((copies, len(key)), dtype=torch.long, device=self.device),
                          torch.full((copies,), len(key), device=self.device))
 
-    def _forward_prompts(self, prompts: list[list[int]], prefix: _Decoding | None) -> _Decoding:
+    def _forward_prompts(self, prompts: list[list[int]], prefix: Decoding | None) -> Decoding:
         """Left-padded prompts (after `prefix`'s cache when given: the padding then sits between
         the prefix and each prompt, masked, with positions continuing the prefix)."""
         width = max(len(p) for p in prompts)
@@ -267,12 +195,12 @@ class HFBackend:
         extra = {}
         if prefix is not None:
             attention = torch.cat([prefix.attention, attention], 1)
-            extra[_cache_argument(self.model)] = prefix.cache
+            extra[cache_argument(self.model)] = prefix.cache
         out = self._run_model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
                               **extra)
-        return _Decoding(_returned_cache(out), out.logits[:, -1, :], attention, positions[:, -1] + 1, attention.shape[1])
+        return Decoding(returned_cache(out), out.logits[:, -1, :], attention, positions[:, -1] + 1, attention.shape[1])
 
-    def decode_step(self, state: _Decoding, tokens: torch.Tensor) -> None:
+    def decode_step(self, state: Decoding, tokens: torch.Tensor) -> None:
         """Feed one token per row (`[n]`), or several (`[n, m]`), pad for finished rows, and update
         `state` in place: its logits are then those after each row's last fed token."""
         tokens = tokens.to(self.device)
@@ -282,16 +210,16 @@ class HFBackend:
         state.attention = torch.cat([state.attention, torch.ones((n, m), dtype=state.attention.dtype, device=self.device)], 1)
         positions = state.next_pos.unsqueeze(-1) + torch.arange(m, device=self.device)
         out = self._run_model(input_ids=tokens, attention_mask=state.attention, position_ids=positions, use_cache=True,
-                              **{_cache_argument(self.model): state.cache})
-        state.cache, state.logits = _returned_cache(out), out.logits[:, -1, :]
+                              **{cache_argument(self.model): state.cache})
+        state.cache, state.logits = returned_cache(out), out.logits[:, -1, :]
         state.next_pos = state.next_pos + m
 
-    def prefill_plain(self, prompts: list[list[int]]) -> _Decoding:
+    def prefill_plain(self, prompts: list[list[int]]) -> Decoding:
         """One left-padded forward over all prompts: no sharing, no kept turns (the bench floor)."""
         return self._forward_prompts(prompts, None)
 
     def _run_model(self, **inputs):
-        if _takes_logits_to_keep(self.model):
+        if takes_logits_to_keep(self.model):
             inputs["logits_to_keep"] = 1  # only the last position's logits are ever read
         if not self.count_model_time:
             return self.model(**inputs)
@@ -312,11 +240,11 @@ class HFBackend:
         model.eval()
         n = len(requests)
         constrained = any(r.candidates is not None for r in requests)
-        candidates = _Candidates(requests, self.eos_id) if constrained else None
+        candidates = Candidates(requests, self.eos_id) if constrained else None
         # Tokens whose value is forced (a constrained row with one allowed token) need no model
         # call: their log-prob is 0 whatever the logits. They wait in `pending` and go through the
         # model together when some row must choose (with the prompts, if nothing ran yet).
-        state: _Decoding | None = None
+        state: Decoding | None = None
         pending: list[torch.Tensor] = []
         tokens = torch.full((n, sampling.max_new_tokens), self.pad_id, dtype=torch.long)
         logps = torch.zeros((n, sampling.max_new_tokens))
@@ -362,7 +290,7 @@ class HFBackend:
             model.train()
         token_lists = [row[:k] for row, k in zip(tokens.tolist(), lengths.tolist())]
         logp_lists = [row[:k] for row, k in zip(logps.tolist(), lengths.tolist())]
-        allowed_ids = _allowed_per_row(allowed_steps, requests, lengths.tolist())
+        allowed_ids = allowed_per_row(allowed_steps, requests, lengths.tolist())
         texts = _decode_many(self.tokenizer, token_lists)
         finished = done.tolist()
         if any(r.keep for r in requests) and any(finished):
@@ -382,98 +310,3 @@ def _decode_many(tokenizer, token_lists: list[list[int]]) -> list[str]:
     if backend is None or getattr(tokenizer, "clean_up_tokenization_spaces", True):
         return tokenizer.batch_decode(token_lists, skip_special_tokens=True)
     return backend.decode_batch(token_lists, skip_special_tokens=True)
-
-
-def _allowed_per_row(steps, requests, lengths) -> list[list[list[int]] | None]:
-    """Per constrained row, the allowed ids at each of its sampled tokens (None: free text)."""
-    out: list[list[list[int]] | None] = [
-        [[] for _ in range(k)] if r.candidates is not None else None for r, k in zip(requests, lengths)
-    ]
-    for step, (rows, ids) in enumerate(steps):
-        for row, token in zip(rows, ids):
-            out[row][step].append(token)
-    return out
-
-
-
-
-@dataclass
-class _Kept:
-    length: int
-    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, keys and values [length, heads, dim]
-
-
-class _KeptTurns:
-    """The KV caches of recent turns by the ids they cover, so that a seat's next prompt, which
-    extends its previous prompt and answer, is prefilled from there. Dropped when the weights
-    change (an update, new weights), since the cached keys and values were computed with the old."""
-
-    def __init__(self, budget_bytes: int):
-        self.budget = budget_bytes
-        self.entries: OrderedDict[tuple[int, ...], _Kept] = OrderedDict()
-        self.bytes = 0
-        self.weights_version = None
-
-    def check_weights(self, model) -> None:
-        # every in-place change of a parameter (optimizer step, load_state_dict) bumps its version
-        version = sum(p._version for p in model.parameters())
-        if version != self.weights_version:
-            self.clear()
-            self.weights_version = version
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.bytes = 0
-
-    def find(self, prompts: list[list[int]], reuse: list[int]) -> list[_Kept | None]:
-        """Per prompt, the kept turn covering its first `reuse` - 1 ids, if any (the previous
-        answer's last token was never fed back, so the kept cache stops one short)."""
-        found = []
-        for prompt, n in zip(prompts, reuse):
-            kept = self.entries.get(tuple(prompt[: n - 1])) if n > 1 else None
-            if kept is not None:
-                self.entries.move_to_end(tuple(prompt[: n - 1]))
-            found.append(kept)
-        return found
-
-    def put(self, key: tuple[int, ...], layers) -> None:
-        if self.budget <= 0 or key in self.entries:
-            return
-        self.entries[key] = _Kept(len(key), layers)
-        self.bytes += sum(k.numel() * k.element_size() * 2 for k, _ in layers)
-        while self.bytes > self.budget and self.entries:
-            _, dropped = self.entries.popitem(last=False)
-            self.bytes -= sum(k.numel() * k.element_size() * 2 for k, _ in dropped.layers)
-
-
-def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(keys, values) per layer of a transformers cache, `[batch, heads, length, dim]` each."""
-    if hasattr(cache, "layers"):
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    return list(zip(cache.key_cache, cache.value_cache))  # transformers 4.x
-
-
-def _cache_from_layers(layers):
-    from transformers import DynamicCache
-
-    if hasattr(DynamicCache, "from_legacy_cache"):
-        return DynamicCache.from_legacy_cache(tuple(layers))
-    return DynamicCache(ddp_cache_data=layers)
-
-
-@dataclass
-class _Decoding:
-    """What decoding carries from one forward to the next, one row per prompt."""
-
-    cache: Any
-    logits: torch.Tensor  # [n, V] at each row's last position
-    attention: torch.Tensor  # [n, length so far]
-    next_pos: torch.Tensor  # [n] position of the next token
-
-    prompt_width: int = 0  # columns of `attention` that the prefill filled (decoded tokens follow)
-    prefill_fed: list[int] | None = None  # per row, sampled tokens that went in with the prompt
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep (or repeat) these rows: the cache and everything beside it."""
-        self.cache.batch_select_indices(rows)
-        self.logits, self.attention, self.next_pos = self.logits[rows], self.attention[rows], self.next_pos[rows]
