@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -106,3 +107,15 @@ def test_ray_false_runs_where_ray_is_not_installed(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run" / "final" / "main" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("name,args", [
+    ("dr_grpo", []), ("ngrpo", ["training.estimator_args.max_reward=3"]),
+    ("bnpo", ["training.estimator_args.min_reward=-3", "training.estimator_args.max_reward=3"]),
+    ("agrae", ["training.estimator_args.min_reward=-3", "training.estimator_args.max_reward=3"]),
+])
+def test_each_grpo_family_estimator_trains_the_quickstart(tmp_path, name, args):
+    summary = _train(tmp_path, name, f"training.estimator={name}", *args, "training.iterations=2",
+                     "ray.enabled=false", "eval.every=0")
+    last = summary["history"][-1]
+    assert last["iteration"] == 2 and last["train/main/optimizer_steps"] == 2

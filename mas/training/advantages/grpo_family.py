@@ -1,0 +1,142 @@
+"""More group-normalized trajectory-level estimators (ESTIMATORS.md sections 5, 6, 9, 10a).
+
+Each computes one advantage per trajectory (episode, seat) from its return R (the sum of its turn
+rewards), with one entry per trajectory in every group statistic, and gives it to every turn of the
+trajectory. Groups are keyed by `group_by`, by default `("group_id",)` as in `grpo`. ESTIMATORS.md's
+default key adds the seat; with two seats of a self-play game in one group of size 1, that key would
+leave every group with one trajectory and every advantage at 0, so mas keeps grpo's key and offers
+`group_by=("group_id", "seat")`. A group of one trajectory gives 0 (ALGORITHMS.md), not the raw
+return some reference code gives.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from mas.records import TurnBatch
+
+from . import register_estimator
+from .common import EPS, dense_index, group_normalize, group_stats, per_trajectory, to_advantages, trajectory_returns
+
+
+def _trajectory_groups(batch: TurnBatch, group_by: Sequence[str]):
+    """-> (R per trajectory [T] float64, trajectory per row [N], group per trajectory [T], G)."""
+    if not group_by:
+        raise ValueError("group_by must name at least one column, e.g. ('group_id',)")
+    returns, traj_of_row, num_traj = trajectory_returns(batch)
+    keys = list(zip(*(per_trajectory(batch, name, traj_of_row, num_traj) for name in group_by)))
+    group_of_traj, num_groups = dense_index(keys)
+    return returns, traj_of_row, group_of_traj, num_groups
+
+
+def _check_range(name: str, returns: torch.Tensor, low: float, high: float) -> None:
+    if returns.numel() and (returns.min() < low - 1e-9 or returns.max() > high + 1e-9):
+        raise ValueError(f"{name}: trajectory returns must lie in [{low:g}, {high:g}], got "
+                         f"[{float(returns.min()):g}, {float(returns.max()):g}]; rescale the rewards")
+
+
+@register_estimator("dr_grpo")
+def dr_grpo(batch: TurnBatch, *, group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """Dr. GRPO (Liu et al., arXiv:2503.20783): `A = R - mean_K R`, no division by the group's std.
+    Its other half, summing the token losses without the per-sequence 1/|o|, is the loss's
+    `agg: seq-mean-token-sum-norm` (mas/training/losses.py)."""
+    returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
+    adv = group_normalize(returns, group_of_traj, num_groups, scale_by_std=False)
+    return to_advantages(adv[traj_of_row])
+
+
+@register_estimator("ngrpo")
+def ngrpo(batch: TurnBatch, *, max_reward: float = 1.0, virtual_samples: int = 1,
+          group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """NGRPO (Nan et al., arXiv:2509.18851), advantage calibration: each group's statistics gain
+    `virtual_samples` copies of `max_reward`, and only its statistics:
+    `A = (R - mean(S+)) / (std_u(S+) + 1e-6)`, S+ = {R of the group} + {max_reward} x m.
+    An all-wrong group then gets negative advantages. The paper's asymmetric clip (0.16 low, 0.24
+    high) is the loss's `clip_low` / `clip_high`. `max_reward` must be at least every return."""
+    returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
+    if virtual_samples < 0:
+        raise ValueError(f"ngrpo: virtual_samples must be >= 0, got {virtual_samples}")
+    if returns.numel() and float(returns.max()) > max_reward + 1e-9:
+        raise ValueError(f"ngrpo: max_reward {max_reward:g} is below a trajectory return "
+                         f"{float(returns.max()):g}; set ngrpo's max_reward to the game's best payoff")
+    m = int(virtual_samples)
+    count = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_of_traj, torch.ones_like(returns))
+    total = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_of_traj, returns) + m * max_reward
+    mean = total / (count + m)
+    squares = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_of_traj, (returns - mean[group_of_traj]) ** 2)
+    squares = squares + m * (max_reward - mean) ** 2
+    std = (squares / (count + m - 1).clamp(min=1)).sqrt()
+    adv = (returns - mean[group_of_traj]) / (std[group_of_traj] + EPS)
+    adv = adv.masked_fill(count[group_of_traj] < 2, 0.0)
+    return to_advantages(adv[traj_of_row])
+
+
+def _beta_pdf(x: float, a: float, b: float) -> float:
+    log_norm = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    if (x <= 0.0 and a > 1) or (x >= 1.0 and b > 1):
+        return 0.0
+    return math.exp((a - 1) * math.log(max(x, 1e-300)) + (b - 1) * math.log(max(1 - x, 1e-300)) - log_norm)
+
+
+@register_estimator("bnpo")
+def bnpo(batch: TurnBatch, *, min_reward: float = 0.0, max_reward: float = 1.0,
+         group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """BNPO (Xiao et al., arXiv:2506.02864): `A = w_K (x - p_K)`, x = (R - min)/(max - min), p_K the
+    group mean of x, `w_K = clamp(1 / BetaPDF(p_K; alpha, beta), 0, 1e6)`. alpha = max(1 + a/3, 1),
+    beta = max(1 + b/3, 1), with (a, b) fitted by moments to the group means of this batch:
+    p = mean(p_K), v = var_u(p_K), a = (p(1-p)/v - 1) p, b = (p(1-p)/v - 1)(1-p). Only groups of
+    two or more trajectories enter the fit; v <= 1e-12 or fewer than two such groups give
+    alpha = beta = 1 (our choice; the reference code has no guard)."""
+    if max_reward <= min_reward:
+        raise ValueError(f"bnpo: max_reward must exceed min_reward, got {min_reward:g} and {max_reward:g}")
+    returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
+    _check_range("bnpo", returns, min_reward, max_reward)
+    x = (returns - min_reward) / (max_reward - min_reward)
+    p_group, _, count, _ = group_stats(x, group_of_traj, num_groups)
+    fitted = p_group[count >= 2]
+    alpha = beta = 1.0
+    if fitted.numel() >= 2:
+        p_bar, v = float(fitted.mean()), float(fitted.var(unbiased=True))
+        if v > 1e-12:
+            scale = p_bar * (1 - p_bar) / v - 1
+            alpha, beta = max(1 + scale * p_bar / 3, 1.0), max(1 + scale * (1 - p_bar) / 3, 1.0)
+    weight = torch.tensor([min(1e6, 1 / max(_beta_pdf(float(p), alpha, beta), 1e-300)) for p in p_group],
+                          dtype=torch.float64)
+    adv = weight[group_of_traj] * (x - p_group[group_of_traj])
+    adv = adv.masked_fill(count[group_of_traj] < 2, 0.0)
+    return to_advantages(adv[traj_of_row])
+
+
+@register_estimator("agrae")
+def agrae(batch: TurnBatch, *, base: str = "grpo", accuracy_scale: float = 1.0, min_reward: float = 0.0,
+          max_reward: float = 1.0, group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """A-GRAE (Yu et al., arXiv:2602.05548), on returns rescaled to [0, 1] by `min_reward` and
+    `max_reward` (a game's -1..1 payoffs: -1 and 1). With A0 the base advantage (GRPO
+    with std_u and eps 1e-6, or `base: dr_grpo`), mu_K the group's mean return and mu the mean of
+    mu_K over the batch's groups (its accuracy):
+    A_hard = 0.5 A0 / (sqrt(mu_K) + eps), A_easy = 0.5 A0 / (1 - sqrt(mu_K) + eps),
+    A1 = (1 - mu) A_easy + mu A_hard, and positive A1 is scaled by min(1, mu / accuracy_scale).
+    Implemented as the formula, without the reference code's schedule that never fires
+    (ESTIMATORS.md section 9). Groups of one trajectory get 0 and are left out of mu."""
+    if base not in ("grpo", "dr_grpo"):
+        raise ValueError(f"agrae: base must be grpo or dr_grpo, got {base!r}")
+    if accuracy_scale <= 0:
+        raise ValueError(f"agrae: accuracy_scale must be > 0, got {accuracy_scale:g}")
+    if max_reward <= min_reward:
+        raise ValueError(f"agrae: max_reward must exceed min_reward, got {min_reward:g} and {max_reward:g}")
+    returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
+    _check_range("agrae", returns, min_reward, max_reward)
+    returns = (returns - min_reward) / (max_reward - min_reward)
+    a0 = group_normalize(returns, group_of_traj, num_groups, scale_by_std=base == "grpo", unbiased=True)
+    mean, _, count, _ = group_stats(returns, group_of_traj, num_groups)
+    multi = count >= 2
+    accuracy = float(mean[multi].mean()) if bool(multi.any()) else 0.0
+    root = mean.sqrt()[group_of_traj]
+    hard = 0.5 * a0 / (root + EPS)
+    easy = 0.5 * a0 / (1 - root + EPS)
+    a1 = (1 - accuracy) * easy + accuracy * hard
+    adv = torch.where(a1 > 0, a1 * min(1.0, accuracy / accuracy_scale), a1)
+    adv = adv.masked_fill(~multi[group_of_traj], 0.0)
+    return to_advantages(adv[traj_of_row])

@@ -1,0 +1,82 @@
+"""dr_grpo, ngrpo, bnpo and agrae against the worked examples of ESTIMATORS.md (sections 5, 6, 9,
+10a), whose numbers were computed by hand there and are copied here, not recomputed."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mas.records import TurnBatch
+from mas.training.advantages import estimate
+
+
+def close(actual, expected):
+    torch.testing.assert_close(actual, torch.tensor(expected, dtype=torch.float32), atol=1e-5, rtol=0)
+
+
+def groups(*returns_per_group):
+    """One single-turn trajectory per return, one group per argument."""
+    ep, gid, rew = [], [], []
+    for g, returns in enumerate(returns_per_group):
+        for r in returns:
+            ep.append(len(ep))
+            gid.append(g)
+            rew.append(float(r))
+    n = len(ep)
+    return TurnBatch.from_columns(episode_id=ep, group_id=gid, env="g", agent="p", seat=[0] * n, turn=[0] * n,
+                                  reward=rew)
+
+
+def test_dr_grpo_centres_without_std():
+    close(estimate("dr_grpo", groups([1, 0, 0])), [0.666667, -0.333333, -0.333333])
+    close(estimate("dr_grpo", groups([1], [2, 2])), [0, 0, 0])  # a single trajectory, zero spread
+
+
+def test_ngrpo_adds_a_virtual_best_sample_to_the_statistics():
+    close(estimate("ngrpo", groups([0, 0, 0], [1, 0, 0], [1, 1, 1])),
+          [-0.499999] * 3 + [0.866024, -0.866024, -0.866024] + [0, 0, 0])
+    with pytest.raises(ValueError, match="max_reward 1 is below a trajectory return 2"):
+        estimate("ngrpo", groups([2, 0]))
+
+
+def test_bnpo_fits_a_beta_to_the_group_means():
+    a = estimate("bnpo", groups([1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]))
+    close(a, [0.680175] + [-0.226725] * 3 + [0.392699] * 2 + [-0.392699] * 2 + [0.226725] * 3 + [-0.680175])
+    with pytest.raises(ValueError, match=r"returns must lie in \[0, 1\]"):
+        estimate("bnpo", groups([1, -1]))
+
+
+def test_agrae_shrinks_positive_advantages_by_accuracy():
+    a = estimate("agrae", groups([1, 0, 0, 0], [1, 1, 1, 0]))
+    close(a, [0.749997] + [-0.499998] * 3 + [0.538670] * 3 + [-3.232023])
+
+
+TRAJECTORY_LEVEL = ["dr_grpo", "ngrpo", "bnpo", "agrae"]
+
+
+@pytest.mark.parametrize("name", TRAJECTORY_LEVEL)
+def test_a_return_spread_over_three_turns_gives_the_same_advantages(name):
+    returns = [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]
+    one_turn = groups(*returns)
+    ep, gid, turn, rew = [], [], [], []
+    for g, rs in enumerate(returns):
+        for r in rs:
+            e = len({*ep}) if ep else 0
+            for k, part in enumerate([r * 0.25, 0.0, r * 0.75]):
+                ep.append(e)
+                gid.append(g)
+                turn.append(k)
+                rew.append(part)
+    n = len(ep)
+    three = TurnBatch.from_columns(episode_id=ep, group_id=gid, env="g", agent="p", seat=[0] * n, turn=turn, reward=rew)
+    per_turn = estimate(name, three).reshape(-1, 3)
+    assert torch.allclose(per_turn, per_turn[:, :1].expand(-1, 3))
+    close(per_turn[:, 0], estimate(name, one_turn).tolist())
+
+
+def test_group_by_seat_splits_self_play_groups():
+    # one group, seats 0 and 1 of two games: by group_id the four returns compete; by (group, seat)
+    # each seat's two games do
+    batch = TurnBatch.from_columns(episode_id=[0, 0, 1, 1], group_id=[0, 0, 0, 0], env="g", agent="p",
+                                   seat=[0, 1, 0, 1], turn=[0, 0, 0, 0], reward=[1.0, 0.0, 1.0, 1.0])
+    close(estimate("dr_grpo", batch), [0.25, -0.75, 0.25, 0.25])
+    close(estimate("dr_grpo", batch, group_by=("group_id", "seat")), [0, -0.5, 0, 0.5])
