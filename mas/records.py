@@ -80,6 +80,7 @@ class TurnBatch:
         step: Sequence[int] | None = None,
         valid: Sequence[bool] | None = None,
         agent_group: Sequence[str] | str | None = None,
+        n_tokens: Sequence[int] | None = None,
     ) -> "TurnBatch":
         """A batch from plain lists with no token data, for estimator tests and comparisons.
         A string for `env`, `agent`, `policy` or `agent_group` applies to every row; `step` defaults
@@ -103,6 +104,8 @@ class TurnBatch:
             "agent_group": spread(agent_group, spread(agent, "agent")),
             "valid": torch.as_tensor([True] * n if valid is None else list(valid), dtype=torch.bool),
         }
+        if n_tokens is not None:  # response tokens per turn (token-weighted estimators)
+            cols["n_tokens"] = torch.as_tensor(list(n_tokens), dtype=torch.long)
         return cls(cols)
 
     @classmethod
@@ -114,6 +117,7 @@ class TurnBatch:
         }
         cols["reward"] = torch.as_tensor([t.reward for t in turns], dtype=torch.float32)
         cols["valid"] = torch.as_tensor([t.valid for t in turns], dtype=torch.bool)
+        cols["n_tokens"] = torch.as_tensor([len(t.response_ids) for t in turns], dtype=torch.long)
         for name in _STR_COLUMNS:
             cols[name] = [getattr(t, name) for t in turns]
         cols["agent_group"] = [t.agent_group or t.agent for t in turns]

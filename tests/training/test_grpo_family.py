@@ -13,8 +13,8 @@ def close(actual, expected):
     torch.testing.assert_close(actual, torch.tensor(expected, dtype=torch.float32), atol=1e-5, rtol=0)
 
 
-def groups(*returns_per_group):
-    """One single-turn trajectory per return, one group per argument."""
+def groups(*returns_per_group, n_tokens=3):
+    """One single-turn trajectory per return, one group per argument (each answer `n_tokens` long)."""
     ep, gid, rew = [], [], []
     for g, returns in enumerate(returns_per_group):
         for r in returns:
@@ -23,7 +23,7 @@ def groups(*returns_per_group):
             rew.append(float(r))
     n = len(ep)
     return TurnBatch.from_columns(episode_id=ep, group_id=gid, env="g", agent="p", seat=[0] * n, turn=[0] * n,
-                                  reward=rew)
+                                  reward=rew, n_tokens=None if n_tokens is None else [n_tokens] * n)
 
 
 def test_dr_grpo_centres_without_std():
@@ -50,7 +50,7 @@ def test_agrae_shrinks_positive_advantages_by_accuracy():
     close(a, [0.749997] + [-0.499998] * 3 + [0.538670] * 3 + [-3.232023])
 
 
-TRAJECTORY_LEVEL = ["dr_grpo", "ngrpo", "bnpo", "agrae"]
+TRAJECTORY_LEVEL = ["dr_grpo", "ngrpo", "bnpo", "agrae", "hapo_tlga"]
 
 
 @pytest.mark.parametrize("name", TRAJECTORY_LEVEL)
@@ -67,7 +67,8 @@ def test_a_return_spread_over_three_turns_gives_the_same_advantages(name):
                 turn.append(k)
                 rew.append(part)
     n = len(ep)
-    three = TurnBatch.from_columns(episode_id=ep, group_id=gid, env="g", agent="p", seat=[0] * n, turn=turn, reward=rew)
+    three = TurnBatch.from_columns(episode_id=ep, group_id=gid, env="g", agent="p", seat=[0] * n, turn=turn, reward=rew,
+                                   n_tokens=[1] * n)  # 3 tokens per trajectory, as in `groups`
     per_turn = estimate(name, three).reshape(-1, 3)
     assert torch.allclose(per_turn, per_turn[:, :1].expand(-1, 3))
     close(per_turn[:, 0], estimate(name, one_turn).tolist())
@@ -80,3 +81,24 @@ def test_group_by_seat_splits_self_play_groups():
                                    seat=[0, 1, 0, 1], turn=[0, 0, 0, 0], reward=[1.0, 0.0, 1.0, 1.0])
     close(estimate("dr_grpo", batch), [0.25, -0.75, 0.25, 0.25])
     close(estimate("dr_grpo", batch, group_by=("group_id", "seat")), [0, -0.5, 0, 0.5])
+
+
+def test_mapo_mixes_turn_level_and_batch_level_normalization():
+    # one group, two episodes of two turns: E1 rewards 1, 2 (G = 3, 2); E2 rewards 0, 1 (G = 1, 1)
+    batch = TurnBatch.from_columns(episode_id=[1, 1, 2, 2], group_id=[0] * 4, env="g", agent="p", seat=[0] * 4,
+                                   turn=[0, 1, 0, 1], reward=[1.0, 2.0, 0.0, 1.0])
+    close(estimate("mapo", batch), [1.006344, 0.484111, -0.745227, -0.745227])
+    with pytest.raises(ValueError, match="mix must lie in"):
+        estimate("mapo", batch, mix=2)
+
+
+def test_hapo_token_level_group_average_weights_returns_by_length():
+    batch = TurnBatch.from_columns(episode_id=[0, 1, 2], group_id=[0] * 3, env="g", agent="p", seat=[0] * 3,
+                                   turn=[0] * 3, reward=[1.0, 0.0, 0.0], n_tokens=[2, 4, 6])
+    close(estimate("hapo_tlga", batch), [2.236062, -0.447212, -0.447212])
+    # a long losing majority pushes the short winner past 5: the group falls back to GRPO (std N-1)
+    skew = TurnBatch.from_columns(episode_id=[0, 1, 2], group_id=[0] * 3, env="g", agent="p", seat=[0] * 3,
+                                  turn=[0] * 3, reward=[1.0, 0.0, 0.0], n_tokens=[1, 100, 100])
+    close(estimate("hapo_tlga", skew), [1.154699, -0.577349, -0.577349])
+    with pytest.raises(ValueError, match="no column 'n_tokens'"):
+        estimate("hapo_tlga", groups([1, 0], n_tokens=None))

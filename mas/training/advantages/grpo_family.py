@@ -18,7 +18,8 @@ import torch
 from mas.records import TurnBatch
 
 from . import register_estimator
-from .common import EPS, dense_index, group_normalize, group_stats, per_trajectory, to_advantages, trajectory_returns
+from .common import (EPS, column, dense_index, group_normalize, group_stats, per_trajectory, to_advantages,
+                     trajectory_returns)
 
 
 def _trajectory_groups(batch: TurnBatch, group_by: Sequence[str]):
@@ -139,4 +140,53 @@ def agrae(batch: TurnBatch, *, base: str = "grpo", accuracy_scale: float = 1.0, 
     a1 = (1 - accuracy) * easy + accuracy * hard
     adv = torch.where(a1 > 0, a1 * min(1.0, accuracy / accuracy_scale), a1)
     adv = adv.masked_fill(~multi[group_of_traj], 0.0)
+    return to_advantages(adv[traj_of_row])
+
+
+@register_estimator("mapo")
+def mapo(batch: TurnBatch, *, gamma: float = 1.0, mix: float = 0.5, unbiased: bool = True,
+         group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """MAPO for multi-turn dialogue (arXiv:2603.06194). **A reconstruction**: only the abstract was
+    reachable, so the formula form, `mix`, `gamma` and the std convention are our choices
+    (ESTIMATORS.md section 7), to be checked against the paper's method section.
+
+    Per turn row i with reward-to-go G_i (over its seat's own turns, discount `gamma`):
+    `A_turn` normalizes G_i among the rows of the same group and own-turn index (0 for a set of one),
+    `A_batch` among all rows of the batch, each `(G - mean) / (std + 1e-6)` with the N-1 std unless
+    `unbiased=False`; `A = mix * A_turn + (1 - mix) * A_batch`."""
+    from .common import reward_to_go, row_keys, whiten
+
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mapo: mix must lie in [0, 1], got {mix:g}")
+    togo = reward_to_go(batch, float(gamma))
+    index, num = dense_index(row_keys(batch, (*group_by, "turn")))
+    per_turn = group_normalize(togo, index, num, unbiased=bool(unbiased))
+    over_batch = whiten(togo, unbiased=bool(unbiased))
+    return to_advantages(mix * per_turn + (1 - mix) * over_batch)
+
+
+@register_estimator("hapo_tlga")
+def hapo_tlga(batch: TurnBatch, *, scale_by_std: bool = True, fallback_at: float = 5.0,
+              group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """HAPO's token-level group average (Liu et al., arXiv:2509.16591): each trajectory's return
+    counts once per response token (L = its `n_tokens` summed over its turns), so
+    `mu = sum L R / sum L`, `sigma = sqrt(sum L (R - mu)^2 / sum L)` and `A = (R - mu) / (sigma + 1e-6)`
+    (no std with `scale_by_std=False`): short correct answers weigh more. A group where some |A|
+    reaches `fallback_at` uses the plain GRPO advantage (std with N - 1) instead, as the code does."""
+    returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
+    tokens = torch.as_tensor(column(batch, "n_tokens"), dtype=torch.float64)
+    length = torch.zeros_like(returns).index_add_(0, traj_of_row, tokens)
+    weight = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_of_traj, length)
+    mean = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_of_traj, length * returns) / weight.clamp(min=1e-12)
+    spread = torch.zeros(num_groups, dtype=torch.float64).index_add_(
+        0, group_of_traj, length * (returns - mean[group_of_traj]) ** 2)
+    adv = returns - mean[group_of_traj]
+    if scale_by_std:
+        adv = adv / ((spread / weight.clamp(min=1e-12)).sqrt()[group_of_traj] + EPS)
+    _, _, count, degenerate = group_stats(returns, group_of_traj, num_groups)
+    adv = adv.masked_fill(degenerate[group_of_traj], 0.0)
+    too_big = torch.zeros(num_groups, dtype=torch.bool).index_put_((group_of_traj,), adv.abs() >= fallback_at, accumulate=True)
+    if bool(too_big.any()):
+        plain = group_normalize(returns, group_of_traj, num_groups, unbiased=True)
+        adv = torch.where(too_big[group_of_traj], plain, adv)
     return to_advantages(adv[traj_of_row])
