@@ -32,6 +32,9 @@ class Turn:
     allowed_ids: list[list[int]] | None = None
     truncated: bool = False  # cut off at max_new_tokens without end-of-sequence
     agent_group: str = ""  # the agent's functional group (shared baselines); "" = the agent itself
+    # A stable hash of the state the seat acted from (its view, no chat history), where the env
+    # gives one: turns from the same state form GiGPO's anchor groups. "" = unknown (unique).
+    obs_key: str = ""
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Episode:
 
 
 _INT_COLUMNS = ("episode_id", "group_id", "seat", "turn", "step")
-_STR_COLUMNS = ("env", "agent", "policy", "agent_group")
+_STR_COLUMNS = ("env", "agent", "policy", "agent_group", "obs_key")
 
 
 class TurnBatch:
@@ -81,6 +84,7 @@ class TurnBatch:
         valid: Sequence[bool] | None = None,
         agent_group: Sequence[str] | str | None = None,
         n_tokens: Sequence[int] | None = None,
+        obs_key: Sequence[str] | None = None,
     ) -> "TurnBatch":
         """A batch from plain lists with no token data, for estimator tests and comparisons.
         A string for `env`, `agent`, `policy` or `agent_group` applies to every row; `step` defaults
@@ -106,6 +110,8 @@ class TurnBatch:
         }
         if n_tokens is not None:  # response tokens per turn (token-weighted estimators)
             cols["n_tokens"] = torch.as_tensor(list(n_tokens), dtype=torch.long)
+        if obs_key is not None:  # the state each turn acted from (anchor-state estimators)
+            cols["obs_key"] = list(obs_key)
         return cls(cols)
 
     @classmethod

@@ -124,6 +124,13 @@ class OpenSpielState:
             chat = chat[:1] + chat[last_user:]
         return [dict(m) for m in chat]
 
+    def obs_key(self, seat: int) -> str:
+        """A stable hash of what `seat` sees now and who is to move (no chat history)."""
+        import hashlib
+
+        view = f"{self._state.current_player()}|{self._render._view(self._state, seat)}"
+        return hashlib.blake2b(view.encode(), digest_size=8).hexdigest()
+
     def legal_actions(self, seat: int) -> list[str]:
         if seat not in self.current_seats():
             return []

@@ -201,6 +201,7 @@ class RolloutEngine:
             allowed_ids=gen.allowed_ids,
             truncated=not gen.finished,
             agent_group=agent.group or agent.name,
+            obs_key=ep.state.obs_key(seat) if hasattr(ep.state, "obs_key") else "",
         )
         ctx.turns += 1
         ctx.last_turn = turn

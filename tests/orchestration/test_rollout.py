@@ -75,3 +75,13 @@ def test_kuhn_chance_is_seeded_in_rollouts(worker, tiny_path):
     b, _ = engine.play(specs, seed=5)
     assert [t.text for ep in a for t in ep.turns] == [t.text for ep in b for t in ep.turns]
     assert [ep.returns for ep in a] == [ep.returns for ep in b]
+
+
+def test_turns_carry_the_state_they_acted_from(worker, tiny_path):
+    """obs_key: equal for the same position (every game opens on the empty board), different after."""
+    engine = _engine(make("tic_tac_toe"), worker, tiny_path)
+    specs = [EpisodeSpec(episode_id=i, group_id=0, seed=i, players=[AGENT, AGENT]) for i in range(4)]
+    episodes, _ = engine.play(specs, seed=0)
+    openings = {ep.turns[0].obs_key for ep in episodes}
+    assert len(openings) == 1 and len(next(iter(openings))) == 16
+    assert all(t.obs_key != ep.turns[0].obs_key for ep in episodes for t in ep.turns[1:])

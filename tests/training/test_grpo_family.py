@@ -102,3 +102,20 @@ def test_hapo_token_level_group_average_weights_returns_by_length():
     close(estimate("hapo_tlga", skew), [1.154699, -0.577349, -0.577349])
     with pytest.raises(ValueError, match="no column 'n_tokens'"):
         estimate("hapo_tlga", groups([1, 0], n_tokens=None))
+
+
+# ESTIMATORS.md section 1: three episodes of one group; states s0..s3; gamma 0.95, mean_norm
+GIGPO = TurnBatch.from_columns(
+    episode_id=[0, 0, 0, 1, 1, 2, 2], group_id=[0] * 7, env="g", agent="p", seat=[0] * 7,
+    turn=[0, 1, 2, 0, 1, 0, 1], reward=[0, 0, 1, 0, 0, 0, 0], obs_key=["s0", "s1", "s2", "s0", "s3", "s0", "s1"])
+
+
+def test_gigpo_adds_anchor_state_step_advantages():
+    close(estimate("gigpo", GIGPO), [1.173095, 1.046429, 0.571429, -0.729405, -0.428571, -0.729405, -0.903571])
+    close(estimate("gigpo", GIGPO, episode_stats_over="trajectories"),
+          [1.268333, 1.141667, 0.666667, -0.634167, -0.333333, -0.634167, -0.808333])
+
+
+def test_gigpo_does_not_depend_on_row_order():
+    order = [6, 2, 4, 0, 5, 3, 1]
+    close(estimate("gigpo", GIGPO.select(order)), estimate("gigpo", GIGPO)[order].tolist())

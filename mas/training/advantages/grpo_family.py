@@ -190,3 +190,35 @@ def hapo_tlga(batch: TurnBatch, *, scale_by_std: bool = True, fallback_at: float
         plain = group_normalize(returns, group_of_traj, num_groups, unbiased=True)
         adv = torch.where(too_big[group_of_traj], plain, adv)
     return to_advantages(adv[traj_of_row])
+
+
+@register_estimator("gigpo")
+def gigpo(batch: TurnBatch, *, step_weight: float = 1.0, gamma: float = 0.95, mode: str = "mean_norm",
+          episode_stats_over: str = "turns", group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """GiGPO (Feng et al., arXiv:2505.10978): `A = A_episode + step_weight * A_step`.
+
+    A_episode: the trajectory return R against the returns of its group K, the statistics taking one
+    entry per turn row (`episode_stats_over: turns`, the reference code) or per trajectory (the
+    paper). A_step: the turn's discounted reward-to-go G against those of every turn of K that acted
+    from the same state (`obs_key`, any trajectory, any turn index): GiGPO's anchor groups. `mode`
+    is `mean_norm` (subtract the mean) or `mean_std_norm` (and divide by std_u + 1e-6). A state seen
+    once, an unknown state (`obs_key` ""), or a group of one entry gives 0 at that level."""
+    if mode not in ("mean_norm", "mean_std_norm"):
+        raise ValueError(f"gigpo: mode must be mean_norm or mean_std_norm, got {mode!r}")
+    if episode_stats_over not in ("turns", "trajectories"):
+        raise ValueError(f"gigpo: episode_stats_over must be turns or trajectories, got {episode_stats_over!r}")
+    from .common import reward_to_go
+
+    scale = mode == "mean_std_norm"
+    returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
+    if episode_stats_over == "turns":
+        group_of_row = group_of_traj[traj_of_row]
+        episode = group_normalize(returns[traj_of_row], group_of_row, num_groups, scale_by_std=scale, unbiased=True)
+    else:
+        episode = group_normalize(returns, group_of_traj, num_groups, scale_by_std=scale, unbiased=True)[traj_of_row]
+    togo = reward_to_go(batch, float(gamma))
+    keys = [(g, k) if k else (g, "unique", row) for row, (g, k) in
+            enumerate(zip(group_of_traj[traj_of_row].tolist(), column(batch, "obs_key")))]
+    anchor, num_anchors = dense_index(keys)
+    step = group_normalize(togo, anchor, num_anchors, scale_by_std=scale, unbiased=True)
+    return to_advantages(episode + step_weight * step)
