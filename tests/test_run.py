@@ -113,7 +113,7 @@ def test_ray_false_runs_where_ray_is_not_installed(tmp_path):
     ("dr_grpo", []), ("ngrpo", ["training.estimator_args.max_reward=3"]),
     ("bnpo", ["training.estimator_args.min_reward=-3", "training.estimator_args.max_reward=3"]),
     ("agrae", ["training.estimator_args.min_reward=-3", "training.estimator_args.max_reward=3"]),
-    ("mapo", []), ("hapo_tlga", []), ("gigpo", []),
+    ("mapo", []), ("hapo_tlga", []), ("gigpo", []), ("hgpo", []),
 ])
 def test_each_grpo_family_estimator_trains_the_quickstart(tmp_path, name, args):
     summary = _train(tmp_path, name, f"training.estimator={name}", *args, "training.iterations=2",

@@ -119,3 +119,15 @@ def test_gigpo_adds_anchor_state_step_advantages():
 def test_gigpo_does_not_depend_on_row_order():
     order = [6, 2, 4, 0, 5, 3, 1]
     close(estimate("gigpo", GIGPO.select(order)), estimate("gigpo", GIGPO)[order].tolist())
+
+
+def test_hgpo_weights_deeper_context_groups_more():
+    # ESTIMATORS.md section 2: gamma 1, history 1, A = s0 s1 s2 (0, 0, 1), B = s0 s3 s1 (0, 0, .5), C = s0 s1 (0, 0)
+    batch = TurnBatch.from_columns(
+        episode_id=[0, 0, 0, 1, 1, 1, 2, 2], group_id=[0] * 8, env="g", agent="p", seat=[0] * 8,
+        turn=[0, 1, 2, 0, 1, 2, 0, 1], reward=[0, 0, 1, 0, 0, 0.5, 0, 0],
+        obs_key=["s0", "s1", "s2", "s0", "s3", "s1", "s0", "s1"])
+    a = estimate("hgpo", batch, gamma=1.0, history=1)
+    close(a, [1.224741, 1.089895, 0, 0, 0, 0, -1.224741, -1.089895])
+    order = [7, 3, 0, 5, 1, 6, 2, 4]
+    close(estimate("hgpo", batch.select(order), gamma=1.0, history=1), a[order].tolist())

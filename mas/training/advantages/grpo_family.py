@@ -222,3 +222,51 @@ def gigpo(batch: TurnBatch, *, step_weight: float = 1.0, gamma: float = 0.95, mo
     anchor, num_anchors = dense_index(keys)
     step = group_normalize(togo, anchor, num_anchors, scale_by_std=scale, unbiased=True)
     return to_advantages(episode + step_weight * step)
+
+
+@register_estimator("hgpo")
+def hgpo(batch: TurnBatch, *, history: int = 2, alpha: float = 1.0, gamma: float = 0.95,
+         mode: str = "mean_std_norm", group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
+    """HGPO (He et al., arXiv:2602.22817): nested anchor groups by context. For a turn at its seat's
+    own turn t and depth k = 1..history+1 (k <= t+1), the key is the `obs_key`s of its last k
+    states in its trajectory; turns of group K with the same key form a cluster. In each cluster of
+    two or more, `a_k = (G - mean) / (std_b + 1e-6)` (`mode: mean_norm`: without the std), G the
+    discounted reward-to-go. `A = sum_k w_k a_k` with `w_k = (k+1)^alpha / sum over the turn's
+    clusters of (k'+1)^alpha`: deeper, more consistent contexts weigh more. A turn in no cluster of
+    two gets 0. Clusters do not depend on row order."""
+    if mode not in ("mean_norm", "mean_std_norm"):
+        raise ValueError(f"hgpo: mode must be mean_norm or mean_std_norm, got {mode!r}")
+    if history < 0:
+        raise ValueError(f"hgpo: history must be >= 0, got {history}")
+    from .common import reward_to_go
+
+    _, traj_of_row, group_of_traj, _ = _trajectory_groups(batch, group_by)
+    togo = reward_to_go(batch, float(gamma))
+    turns, keys = column(batch, "turn"), column(batch, "obs_key")
+    by_traj: dict[int, list[int]] = {}
+    for row, t in enumerate(traj_of_row.tolist()):
+        by_traj.setdefault(t, []).append(row)
+    cluster_keys, members = [], []  # (group, depth, context) per (row, depth) item
+    for t, rows in by_traj.items():
+        rows.sort(key=lambda r: turns[r])
+        for pos, row in enumerate(rows):
+            for depth in range(1, min(history + 1, pos + 1) + 1):
+                context = tuple(keys[r] for r in rows[pos - depth + 1 : pos + 1])
+                if all(context):  # an unknown state matches nothing
+                    cluster_keys.append((int(group_of_traj[t]), depth, context))
+                    members.append((row, depth))
+    out = torch.zeros(len(turns), dtype=torch.float64)
+    if members:
+        index, num = dense_index(cluster_keys)
+        rows = torch.tensor([r for r, _ in members])
+        values = togo[rows]
+        mean, std, count, _ = group_stats(values, index, num)
+        score = values - mean[index]
+        if mode == "mean_std_norm":
+            score = score / (std[index] + EPS)
+        present = count[index] >= 2
+        weight = torch.tensor([(d + 1.0) ** alpha for _, d in members], dtype=torch.float64) * present
+        total = torch.zeros_like(out).index_add_(0, rows, weight)
+        out.index_add_(0, rows, weight * score)
+        out = torch.where(total > 0, out / (total + EPS), torch.zeros_like(out))
+    return to_advantages(out)
