@@ -55,6 +55,10 @@ class PromptTokenizer:
             messages, add_generation_prompt=generation_prompt, tokenize=False
         )
 
+    def render_many(self, chats: list[list[dict]]) -> list[str]:
+        """`render` of many chats (with the generation prompt) in one call."""
+        return self.tokenizer.apply_chat_template([list(c) for c in chats], add_generation_prompt=True, tokenize=False)
+
     def encode_text(self, text: str) -> list[int]:
         return self.encode_many([text])[0]
 
@@ -100,8 +104,7 @@ class PromptTokenizer:
         missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
             by_key = dict(zip(keys, chats))
-            texts = self.tokenizer.apply_chat_template([list(by_key[k]) for k in missing], add_generation_prompt=True,
-                                                       tokenize=False)
+            texts = self.render_many([by_key[k] for k in missing])
             for key, ids in zip(missing, self.encode_many(texts)):
                 found[key] = tuple(ids)
                 self._chats.put(key, found[key])
@@ -123,10 +126,8 @@ class PromptTokenizer:
         are rendered and the new text tokenized in batched calls."""
         if not items:
             return []
-        render = lambda chats: self.tokenizer.apply_chat_template(  # noqa: E731
-            [list(c) for c in chats], add_generation_prompt=True, tokenize=False)
-        before = render([prev for prev, _, _, _ in items])
-        fulls = render([now for _, _, _, now in items])
+        before = self.render_many([prev for prev, _, _, _ in items])
+        fulls = self.render_many([now for _, _, _, now in items])
         answers = self.tokenizer.batch_decode([r for _, _, r, _ in items], skip_special_tokens=False)
         texts, heads = [], []
         for (_, prev_ids, response_ids, _), prev_text, answer, full in zip(items, before, answers, fulls):

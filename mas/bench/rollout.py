@@ -41,6 +41,11 @@ class Throughput:
         return {**asdict(self), "games_per_s": self.games_per_s, "tokens_per_s": self.tokens_per_s}
 
 
+def median_run(runs: list[Throughput]) -> Throughput:
+    """The run of median wall time."""
+    return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+
+
 class RecordingWorker:
     """Passes generate calls to a worker and keeps each call's prompts and sampled tokens."""
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from mas.bench.rollout import Throughput, game_specs
+from mas.bench.rollout import Throughput, game_specs, median_run
 from mas.bench.workloads import build
 from mas.orchestration.handles import LocalHandle
 from mas.orchestration.rollout import RolloutEngine
@@ -41,7 +41,7 @@ def measure_point(workload: str, games: int, policies: int, seed: int, threads: 
             start = time.perf_counter()
             _, stats = engine().play(specs, seed)
             runs.append(Throughput(games, time.perf_counter() - start, stats.generated_tokens, stats.generate_calls))
-    result = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]  # the median run
+    result = median_run(runs)
     return {"games": games, "policies": policies, **result.as_dict(), "peak_rss_gb": memory.peak / 2**30,
             "rollout_rss_gb": (memory.peak - memory.start) / 2**30}
 

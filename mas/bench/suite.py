@@ -79,7 +79,7 @@ def compare_rollout(setup, settings: BenchSettings) -> dict:
         engines.append(engine)
         floors.append(rollout.replay_floor(setup.worker.backend, recorder.calls))
         naives.append(rollout.run_naive(setup, settings.games, seed=settings.seed))
-    engine, naive = _median_run(engines), _median_run(naives)
+    engine, naive = rollout.median_run(engines), rollout.median_run(naives)
     # Ratios pair the runs made back to back (the machine's speed drifts between repeats).
     result = {"games": settings.games, "repeats": settings.repeats, "engine": engine.as_dict(),
               "naive": naive.as_dict(), "floor_s": statistics.median(floors),
@@ -90,12 +90,8 @@ def compare_rollout(setup, settings: BenchSettings) -> dict:
         budget, kept.budget = kept.budget, 0
         runs = [rollout.run_engine(setup, settings.games, seed=settings.seed)[0] for _ in range(settings.repeats)]
         kept.budget = budget
-        result["engine_without_kv_reuse"] = _median_run(runs).as_dict()
+        result["engine_without_kv_reuse"] = rollout.median_run(runs).as_dict()
     return result
-
-
-def _median_run(runs: list[rollout.Throughput]) -> rollout.Throughput:
-    return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
 
 
 def measure_update(setup, settings: BenchSettings) -> dict:
