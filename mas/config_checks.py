@@ -295,6 +295,9 @@ def _check_training(cfg: Config, source: str) -> None:
     _positive(source, "run.max_restarts", cfg.run.max_restarts, zero_ok=True)
     if cfg.resume is not None and not os.path.isdir(cfg.resume):
         raise ConfigError(f"{source}: resume: run folder '{cfg.resume}' not found")
+    if cfg.training.estimator == "copo" and cfg.training.update != "joint":
+        raise ConfigError(f"{source}: training.estimator copo blends two advantages in the loss, which only "
+                          f"training.update: joint does; got {cfg.training.update}")
     try:
         from mas.training.advantages import make_estimator
 

@@ -35,6 +35,13 @@ class Turn:
     # A stable hash of the state the seat acted from (its view, no chat history), where the env
     # gives one: turns from the same state form GiGPO's anchor groups. "" = unknown (unique).
     obs_key: str = ""
+    # Named shares of `reward` where the env reports them ("format", "invalid", ...); what they
+    # leave over is the "outcome" share (GDPO's per-component rewards).
+    reward_parts: dict[str, float] = field(default_factory=dict)
+    # The trajectory's outcome class, set when the episode ends: a game's "win" | "draw" | "loss" |
+    # "invalid", a workflow's final answer (COPO's answer consistency).
+    outcome_key: str = ""
+    task: str = ""  # the task the episode started from: its reset seed (SPO's and VADE's task key)
 
 
 @dataclass
@@ -52,7 +59,8 @@ class Episode:
 
 
 _INT_COLUMNS = ("episode_id", "group_id", "seat", "turn", "step")
-_STR_COLUMNS = ("env", "agent", "policy", "agent_group", "obs_key")
+_STR_COLUMNS = ("env", "agent", "policy", "agent_group", "obs_key", "outcome_key", "task")
+REWARD_PART_PREFIX = "reward__"  # one column per named reward share: reward__format, ...
 
 
 class TurnBatch:
@@ -85,6 +93,9 @@ class TurnBatch:
         agent_group: Sequence[str] | str | None = None,
         n_tokens: Sequence[int] | None = None,
         obs_key: Sequence[str] | None = None,
+        outcome_key: Sequence[str] | None = None,
+        task: Sequence[str] | None = None,
+        reward_parts: dict[str, Sequence[float]] | None = None,
     ) -> "TurnBatch":
         """A batch from plain lists with no token data, for estimator tests and comparisons.
         A string for `env`, `agent`, `policy` or `agent_group` applies to every row; `step` defaults
@@ -112,6 +123,11 @@ class TurnBatch:
             cols["n_tokens"] = torch.as_tensor(list(n_tokens), dtype=torch.long)
         if obs_key is not None:  # the state each turn acted from (anchor-state estimators)
             cols["obs_key"] = list(obs_key)
+        for name, values in (("outcome_key", outcome_key), ("task", task)):
+            if values is not None:
+                cols[name] = list(values)
+        for name, values in (reward_parts or {}).items():
+            cols[REWARD_PART_PREFIX + name] = torch.as_tensor(list(values), dtype=torch.float32)
         return cls(cols)
 
     @classmethod
@@ -127,6 +143,7 @@ class TurnBatch:
         for name in _STR_COLUMNS:
             cols[name] = [getattr(t, name) for t in turns]
         cols["agent_group"] = [t.agent_group or t.agent for t in turns]
+        cols.update(_reward_part_columns(turns))
         return cls(cols, turns)
 
     # --- access -------------------------------------------------------------------------------
@@ -165,3 +182,17 @@ class TurnBatch:
     def trajectory_keys(self) -> list[tuple[int, int]]:
         """(episode, seat) per row: the identity of a trajectory (ALGORITHMS.md "Identities")."""
         return list(zip(self.episode_id.tolist(), self.seat.tolist()))
+
+
+def _reward_part_columns(turns: list[Turn]) -> dict[str, torch.Tensor]:
+    """`reward__<name>` per named share any turn reports, and `reward__outcome` for the rest of
+    each turn's reward (so the shares of a row always add up to its reward). Empty when no turn
+    reports shares."""
+    names = sorted({name for t in turns for name in t.reward_parts} - {"outcome"})
+    if not names:
+        return {}
+    cols = {REWARD_PART_PREFIX + name: torch.as_tensor([t.reward_parts.get(name, 0.0) for t in turns],
+                                                        dtype=torch.float32) for name in names}
+    rest = [t.reward - sum(v for k, v in t.reward_parts.items() if k != "outcome") for t in turns]
+    cols[REWARD_PART_PREFIX + "outcome"] = torch.as_tensor(rest, dtype=torch.float32)
+    return cols

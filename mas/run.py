@@ -42,6 +42,21 @@ def _worker_death_errors() -> tuple:
         return ()
 
 
+def loss_rows(turns: list, advantages: torch.Tensor, aux: dict) -> tuple[list, list]:
+    """The rows the loss sees and what each carries, from an estimator's extras (ESTIMATORS.md
+    section 11): rows with `loss_mask` 0 leave the update (MC-GRPO's pivot); `adv_global`,
+    `adv_local` and `blend_w` make each row a blend [(1 - w, A_glob), (w, A_loc)] (COPO)."""
+    if "blend_w" in aux:
+        w, glob, loc = (aux[k].tolist() for k in ("blend_w", "adv_global", "adv_local"))
+        values = [[[1.0 - wi, g], [wi, lo]] for wi, g, lo in zip(w, glob, loc)]
+    else:
+        values = advantages.tolist()
+    if "loss_mask" in aux:
+        keep = [i for i, m in enumerate(aux["loss_mask"].tolist()) if m > 0]
+        return [turns[i] for i in keep], [values[i] for i in keep]
+    return turns, values
+
+
 def advantage_stats(batch: TurnBatch, advantages: torch.Tensor) -> dict[str, float]:
     """Mean and std of the advantages per agent and per seat (TensorBoard: adv/...)."""
     out = {}
@@ -220,20 +235,32 @@ class TrainingRun:
         if not turns:
             return metrics
         batch = TurnBatch.from_turns(turns)
-        advantage_tensor = self.estimator(batch)
+        advantage_tensor, aux = self.estimator(batch, return_aux=True)
         metrics.update(advantage_stats(batch, advantage_tensor))
-        advantages = advantage_tensor.tolist()
         t1 = time.perf_counter()
-        turns, advantages = self._active_rows(it, turns, advantages)
+        turns, advantages = self._active_rows(it, *loss_rows(turns, advantage_tensor, aux))
         if self.cfg.training.update == "joint":
             metrics.update(self.update_policies(turns, advantages, stable_seed(self.cfg.run.seed, it, 2)))
         else:
             metrics.update(self.update_sequentially(turns, advantages, stable_seed(self.cfg.run.seed, it, 3)))
+        if hasattr(self.estimator, "observe"):  # trackers that learn from the batch after the update (spo)
+            self.estimator.observe(batch, self.score_turns)
         metrics["perf/update_s"] = time.perf_counter() - t1
         metrics["perf/iteration_s"] = time.perf_counter() - t0
         return metrics
 
-    def _active_rows(self, it: int, turns: list, advantages: list[float]) -> tuple[list, list[float]]:
+    def score_turns(self, turns: list) -> list:
+        """Each turn's response-token log-probs under its policy now (None where the policy does
+        not train, so has no trainer to score with)."""
+        out: list = [None] * len(turns)
+        for policy, handle in self.workers.items():
+            rows = [i for i, t in enumerate(turns) if t.policy == policy]
+            if rows and self.cfg.policies[policy].trainable:
+                for i, lp in zip(rows, handle.call("token_logprobs", [turns[i] for i in rows])):
+                    out[i] = lp
+        return out
+
+    def _active_rows(self, it: int, turns: list, advantages: list) -> tuple[list, list]:
         """`training.schedule: alternating`: only the agents of this iteration's group learn
         (k iterations per group, groups in the order they first appear among the agents)."""
         cfg = self.cfg.training

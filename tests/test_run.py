@@ -78,9 +78,16 @@ def test_unparseable_answers_are_invalid_moves_not_crashes(tmp_path):
     assert last["eval/random/invalid"] > 0.5
 
 
-def test_stateful_estimator_resumes_exactly(tmp_path):
-    """rae's baselines travel in the checkpoint: a resumed run equals a straight one."""
-    base = ["training.estimator=rae", "ray.enabled=false", "eval.every=0"]
+@pytest.mark.parametrize("estimator,args,check", [
+    ("rae", [], lambda state: len(state["baselines"]) == 2),  # kuhn_poker seats 0 and 1
+    ("spo", ["training.estimator_args.min_reward=-3", "training.estimator_args.max_reward=3",
+             "training.estimator_args.key=[env,seat]"],
+     lambda state: len(state["tracker"]["params"]) == 2 and len(state["stored"]) == 2),
+])
+def test_stateful_estimator_resumes_exactly(tmp_path, estimator, args, check):
+    """rae's baselines and spo's task posteriors (with each task's last sample) travel in the
+    checkpoint: a resumed run equals a straight one."""
+    base = [f"training.estimator={estimator}", *args, "ray.enabled=false", "eval.every=0"]
     cfg = "configs/kuhn_selfplay.yaml"
     _train(tmp_path, "straight", *base, "training.iterations=4", config=cfg)
     _train(tmp_path, "split", *base, "training.iterations=2", config=cfg)
@@ -91,32 +98,4 @@ def test_stateful_estimator_resumes_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     states = [torch.load(d / "step-4" / "trainer_state" / "controller.pt", weights_only=False)["estimator"]
               for d in (tmp_path / "straight", split)]
-    assert states[0] == states[1] and len(states[0]["baselines"]) == 2  # kuhn_poker seats 0 and 1
-
-
-def test_ray_false_runs_where_ray_is_not_installed(tmp_path):
-    """The GPU machines have no Ray: `ray.enabled=false` must never import it."""
-    import subprocess
-    import sys
-
-    script = ("import sys; sys.modules['ray'] = None  # any `import ray` now raises ImportError\n"
-              "from mas.cli import main\n"
-              f"main(['train', 'configs/quickstart.yaml', 'ray.enabled=false', 'training.iterations=1', "
-              f"'rollout.episodes=4', 'eval.every=0', 'eval.final_games=0', 'run.dir={tmp_path / 'run'}', "
-              "'--no-progress'])\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "run" / "final" / "main" / "config.json").is_file()
-
-
-@pytest.mark.parametrize("name,args", [
-    ("dr_grpo", []), ("ngrpo", ["training.estimator_args.max_reward=3"]),
-    ("bnpo", ["training.estimator_args.min_reward=-3", "training.estimator_args.max_reward=3"]),
-    ("agrae", ["training.estimator_args.min_reward=-3", "training.estimator_args.max_reward=3"]),
-    ("mapo", []), ("hapo_tlga", []), ("gigpo", []), ("hgpo", []),
-])
-def test_each_grpo_family_estimator_trains_the_quickstart(tmp_path, name, args):
-    summary = _train(tmp_path, name, f"training.estimator={name}", *args, "training.iterations=2",
-                     "ray.enabled=false", "eval.every=0")
-    last = summary["history"][-1]
-    assert last["iteration"] == 2 and last["train/main/optimizer_steps"] == 2
+    assert states[0] == states[1] and check(states[0])

@@ -30,6 +30,20 @@ def test_per_agent_optimizer_override_on_an_own_policy():
     assert worker_spec(cfg, "solver_model", "unused").optimizer.lr == 0.001
 
 
+def test_ngrpo_brings_its_asymmetric_clip_unless_the_loss_sets_one():
+    spec = worker_spec(load_config(LOOP, ["training.estimator=ngrpo"]), "solver_model", "unused")
+    assert (spec.loss.clip_low, spec.loss.clip_high) == (0.16, 0.24)
+    spec = worker_spec(load_config(LOOP, ["training.estimator=ngrpo", "training.loss.clip_high=0.3"]),
+                       "solver_model", "unused")
+    assert (spec.loss.clip_low, spec.loss.clip_high) == (0.16, 0.3)
+    assert worker_spec(load_config(LOOP), "solver_model", "unused").loss.clip_low == 0.2
+
+
+def test_copo_needs_the_joint_update():
+    with pytest.raises(ConfigError, match="copo blends two advantages in the loss"):
+        load_config("configs/seeupo_math.yaml", ["training.estimator=copo"])
+
+
 def test_per_agent_sampling_on_a_shared_policy_is_allowed():
     cfg = load_config(SHARED, ["agents.1.sampling.temperature=0.3"])
     assert [a.sampling.temperature for a in cfg.agents] == [1.0, 0.3]

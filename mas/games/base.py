@@ -7,7 +7,7 @@ the `EnvState` protocol below; the rollout engine only ever talks to that protoc
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 __all__ = [
@@ -36,12 +36,15 @@ class StepResult:
     valid: the mover's text parsed to a legal action.
     action: the legal action string applied, None if invalid.
     terminal: the episode is over after this move.
+    parts: named shares of some seats' rewards, e.g. {seat: {"format": 0.1}} (GDPO's components);
+        whatever a seat's reward holds beyond its named shares is its "outcome" share.
     """
 
     rewards: dict[int, float]
     valid: bool
     action: str | None
     terminal: bool
+    parts: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 @runtime_checkable

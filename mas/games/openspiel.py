@@ -145,8 +145,10 @@ class OpenSpielState:
             return self._end_invalid(seat, "invalid")
         action_id = ids[legal.index(action)]
         rewards = {s: 0.0 for s in range(self.env.num_seats)}
+        parts = {}
         if self._r.mode == "mars":
             rewards[seat] += self._r.format_reward
+            parts = {seat: {"format": self._r.format_reward}}
         for other in range(self.env.num_seats):
             if other != seat:
                 line = self._render.event_line(seat, other, action)
@@ -156,7 +158,7 @@ class OpenSpielState:
         if self._state.is_simultaneous_node():
             self._joint[seat] = action_id
             if self.current_seats():  # others still to submit
-                return self._step(rewards, action)
+                return self._step(rewards, action, parts)
             joint = [self._joint.get(p, 0) for p in range(self.env.num_seats)]
             self._joint = {}
             self._state.apply_actions(joint)
@@ -171,7 +173,7 @@ class OpenSpielState:
             self._finish_game(rewards)
         elif self.moves >= self.env.max_turns:
             self._finish_draw(rewards)
-        return self._step(rewards, action)
+        return self._step(rewards, action, parts)
 
     def apply_invalid(self, seat: int, reason: str = "truncated") -> StepResult:
         """End the episode with an invalid move by `seat` (e.g. an answer cut off at
@@ -243,12 +245,13 @@ class OpenSpielState:
             self._events[seat] = []
             chat.append({"role": "user", "content": content})
 
-    def _step(self, rewards: dict[int, float], action: str | None) -> StepResult:
+    def _step(self, rewards: dict[int, float], action: str | None, parts=None) -> StepResult:
         for s, r in rewards.items():
             self._returns[s] += r
         if not self._terminal:
             self._prepare()
-        return StepResult(rewards=rewards, valid=action is not None, action=action, terminal=self._terminal)
+        return StepResult(rewards=rewards, valid=action is not None, action=action, terminal=self._terminal,
+                          parts=parts or {})
 
     def _end_invalid(self, seat: int, reason: str) -> StepResult:
         n = self.env.num_seats
@@ -262,7 +265,7 @@ class OpenSpielState:
         self.invalid_seat = seat
         self._outcomes = ["invalid" if s == seat else "win" for s in range(n)]
         self._legal.clear()
-        return self._step(rewards, None)
+        return self._step(rewards, None, {seat: {"invalid": rewards[seat]}})
 
     def _finish_game(self, rewards: dict[int, float]) -> None:
         game = [float(x) for x in self._state.returns()]

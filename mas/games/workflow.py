@@ -121,7 +121,9 @@ class WorkflowState:
             self._advance()
         if self.done:
             rewards = self._pay_team(rewards)
-        return StepResult(rewards=rewards, valid=valid, action=text if valid else None, terminal=self.done)
+        parts = {} if valid else {seat: {"invalid": -self.spec.invalid_penalty}}
+        return StepResult(rewards=rewards, valid=valid, action=text if valid else None, terminal=self.done,
+                          parts=parts)
 
     def apply_invalid(self, seat: int, reason: str = "invalid") -> StepResult:
         return self.apply(seat, "")
@@ -146,6 +148,10 @@ class WorkflowState:
 
     def correct(self) -> bool:
         return self.final is not None and self.env.task.check(self.final, self.problem)
+
+    def outcome_key(self, seat: int) -> str:
+        """The system's final answer ("" for none): samples of a problem that agree share it."""
+        return "" if self.final is None else str(self.final)
 
     def info(self) -> dict:
         """The system's answer, for evaluation: its text and parsed value."""

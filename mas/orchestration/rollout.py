@@ -228,10 +228,16 @@ class RolloutEngine:
             last = ep.seats[rewarded].last_turn if rewarded in ep.seats else None
             if last is not None and value:
                 last.reward += value
+                for name, share in result.parts.get(rewarded, {}).items():
+                    last.reward_parts[name] = last.reward_parts.get(name, 0.0) + share
         return result
 
     def _finish(self, ep: _Live) -> Episode:
         state = ep.state
+        outcomes = list(state.outcomes())
+        for turn in ep.turns:
+            turn.outcome_key = state.outcome_key(turn.seat) if hasattr(state, "outcome_key") else outcomes[turn.seat]
+            turn.task = str(ep.spec.seed)
         return Episode(
             episode_id=ep.spec.episode_id,
             group_id=ep.spec.group_id,
@@ -239,7 +245,7 @@ class RolloutEngine:
             seed=ep.spec.seed,
             turns=ep.turns,
             returns=list(state.returns()),
-            outcomes=list(state.outcomes()),
+            outcomes=outcomes,
             seat_players=[getattr(p, "name", str(p)) for p in ep.spec.players],
             game_returns=list(state.game_returns()),
             info=state.info() if hasattr(state, "info") else {},

@@ -49,6 +49,18 @@ def seat_agents(cfg: Config, agents: dict[str, Agent], env) -> list[Agent]:
     return [agents[n] for n in names]
 
 
+# Clip ranges an estimator's paper pairs it with, used where training.loss leaves clip_low/high unset
+# (token ratio only): NGRPO's asymmetric clip (arXiv:2509.18851), looser above than below.
+ESTIMATOR_CLIP = {"ngrpo": (0.16, 0.24)}
+
+
+def _clip_range(cfg) -> dict:
+    loss = cfg.training.loss
+    low, high = ESTIMATOR_CLIP.get(cfg.training.estimator, (None, None)) if loss.ratio == "token" else (None, None)
+    return {"clip_low": low if loss.clip_low is None else loss.clip_low,
+            "clip_high": high if loss.clip_high is None else loss.clip_high}
+
+
 def worker_spec(cfg: Config, policy: str, model_path: str, *, trainable: bool = True) -> WorkerSpec:
     p = cfg.policies[policy]
     loss = cfg.training.loss
@@ -63,7 +75,7 @@ def worker_spec(cfg: Config, policy: str, model_path: str, *, trainable: bool = 
         threads=p.resources.threads,
         optimizer=OptimizerSettings(lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"],
                                     weight_decay=opt["weight_decay"], grad_clip=opt["grad_clip"]),
-        loss=LossConfig(clip_low=loss.clip_low, clip_high=loss.clip_high, dual_clip=loss.dual_clip,
+        loss=LossConfig(**_clip_range(cfg), dual_clip=loss.dual_clip,
                         kl_coef=loss.kl_coef, kl_estimator=loss.kl_estimator, agg=loss.agg, max_new_tokens=max_new,
                         ratio=loss.ratio),
         update=UpdateSettings(ppo_epochs=cfg.training.ppo_epochs, mini_batches=cfg.training.mini_batches,

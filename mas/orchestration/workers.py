@@ -140,6 +140,10 @@ class PolicyWorker:
         # hf: the backend shares the model object, so new weights are already in place.
         return {**metrics, **self.memory()}
 
+    def token_logprobs(self, turns) -> list[list[float]]:
+        """Each turn's response-token log-probs under the current weights (eval mode)."""
+        return self.trainer.token_logprobs(turns)
+
     def memory(self) -> dict[str, float]:
         """Peak memory so far: this process's resident set (the whole run when in-process) and,
         on a GPU, the peak allocated by torch."""

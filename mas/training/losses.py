@@ -86,6 +86,7 @@ def policy_loss(
     ref_logp: torch.Tensor | None = None,
     token_normalizer: float | None = None,
     row_normalizer: float | None = None,
+    mix: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy-gradient loss with optional dual clip and KL penalty, aggregated.
 
@@ -97,6 +98,8 @@ def policy_loss(
         l   = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)
     Dual clip (Ye et al. 2020, arXiv:1912.09729), c > 1: for A < 0, l = min(l, -c * A).
     KL to a frozen reference: l += kl_coef * k(delta), k in {k1, k2, k3} (see `kl_penalty`).
+    A blend of advantages (COPO, ESTIMATORS.md 10c): `advantages` [n, k] and `mix` [n, k] give
+    l = sum_j mix_j * l_clip(A_j), each term with the same ratio and clips.
 
     Aggregation (`cfg.agg`; a sequence is one row/turn):
     - token-mean: sum_tokens l / token_normalizer (default: the number of tokens here). Pass the
@@ -114,9 +117,12 @@ def policy_loss(
     """
     cfg.validate()
     n = logp.shape[0]
-    for label, t in (("old_logp", old_logp), ("advantages", advantages), ("row_index", row_index)):
+    for label, t in (("old_logp", old_logp), ("advantages", advantages[:, 0] if mix is not None else advantages),
+                     ("row_index", row_index)):
         if t.shape != logp.shape:
             raise ValueError(f"policy_loss: {label} has shape {tuple(t.shape)}, logp {tuple(logp.shape)}")
+    if mix is not None and mix.shape != advantages.shape:
+        raise ValueError(f"policy_loss: mix has shape {tuple(mix.shape)}, advantages {tuple(advantages.shape)}")
     if ref_logp is not None and ref_logp.shape != logp.shape:
         raise ValueError(f"policy_loss: ref_logp has shape {tuple(ref_logp.shape)}, logp {tuple(logp.shape)}")
     if cfg.kl_coef > 0 and ref_logp is None:
@@ -129,6 +135,8 @@ def policy_loss(
     adv = advantages.to(dtype).detach()
 
     ratio = _ratio(logp - old_logp, row_index, cfg.ratio)
+    if mix is not None:  # one column per blended advantage
+        ratio = ratio.unsqueeze(-1)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
     pg = torch.maximum(unclipped, clipped)  # = -min(rho A, clip(rho) A)
@@ -136,6 +144,10 @@ def policy_loss(
     if cfg.dual_clip is not None:
         dual_mask = (adv < 0) & (pg > -cfg.dual_clip * adv)
         pg = torch.where(adv < 0, torch.minimum(pg, -cfg.dual_clip * adv), pg)
+    weight = torch.ones_like(pg) if mix is None else mix.to(dtype).detach()
+    if mix is not None:
+        pg = (weight * pg).sum(-1)
+        ratio = ratio.squeeze(-1)
 
     per_token = pg
     kl = None
@@ -150,11 +162,11 @@ def policy_loss(
         denom = max(n, 1)
         metrics = {
             "pg_loss": float(pg.sum() / denom),
-            "clip_fraction": float((clipped > unclipped).sum() / denom),
+            "clip_fraction": float((weight * (clipped > unclipped)).sum() / denom),
             "ratio_mean": float(ratio.sum() / denom),
         }
         if dual_mask is not None:
-            metrics["dual_clip_fraction"] = float(dual_mask.sum() / denom)
+            metrics["dual_clip_fraction"] = float((weight * dual_mask).sum() / denom)
         if kl is not None:
             metrics["kl"] = float(kl.sum() / denom)
     return loss, metrics

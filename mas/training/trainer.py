@@ -98,7 +98,9 @@ class PolicyTrainer:
                 return self._score(self.model, sequences)[0]
         return None
 
-    def update(self, turns: list[Turn], advantages: list[float], seed: int) -> dict[str, float]:
+    def update(self, turns: list[Turn], advantages: list, seed: int) -> dict[str, float]:
+        """PPO epochs over `turns`. `advantages` holds a float per turn, or per turn a list of
+        (weight, advantage) pairs whose clipped losses are blended with those weights (COPO)."""
         sequences = pack_turns(turns)
         if not sequences:
             return {}
@@ -170,6 +172,8 @@ class PolicyTrainer:
             raise ValueError(f"ratio_base must be record or behaviour, got {ratio_base!r}")
         ref_lp = self._reference_logprobs(sequences)
         adv = torch.as_tensor(advantages, dtype=torch.float32)
+        if adv.dim() != 1:
+            raise ValueError("a sequential update takes one advantage per turn, not a blend of several")
         loss_cfg = replace(self.loss_cfg, ratio="sequence")
         self.model.train()
         sums: dict[str, float] = {}
@@ -204,15 +208,19 @@ class PolicyTrainer:
             old = torch.cat([old_lp[i] for i in ids])
             rows = [r for s in batch for r in s.target_row]
             local = {r: j for j, r in enumerate(dict.fromkeys(rows))}
+            row_adv, mix = adv[rows].to(self.device), None
+            if row_adv.dim() == 3:  # per row (weight, advantage) pairs: a blend (COPO)
+                mix, row_adv = row_adv[..., 0], row_adv[..., 1]
             loss, info = policy_loss(
                 logp,
                 old,
-                adv[rows].to(self.device),
+                row_adv,
                 torch.tensor([local[r] for r in rows], device=self.device),
                 loss_cfg or self.loss_cfg,
                 ref_logp=torch.cat([ref_lp[i] for i in ids]) if ref_lp is not None else None,
                 token_normalizer=token_total,
                 row_normalizer=row_total,
+                mix=mix,
             )
             backward(loss)
             weight = len(rows) / token_total

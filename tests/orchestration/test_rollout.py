@@ -85,3 +85,22 @@ def test_turns_carry_the_state_they_acted_from(worker, tiny_path):
     openings = {ep.turns[0].obs_key for ep in episodes}
     assert len(openings) == 1 and len(next(iter(openings))) == 16
     assert all(t.obs_key != ep.turns[0].obs_key for ep in episodes for t in ep.turns[1:])
+
+
+def test_turns_carry_reward_shares_outcome_and_task(worker, tiny_path):
+    """GDPO's reward__ columns add up to the reward; COPO's outcome_key and SPO's task are filled."""
+    import torch
+
+    from mas.records import TurnBatch
+
+    engine = _engine(make("tic_tac_toe"), worker, tiny_path)  # mars rewards: a format share
+    specs = [EpisodeSpec(episode_id=i, group_id=0, seed=100 + i, players=[AGENT, AGENT]) for i in range(6)]
+    episodes, _ = engine.play(specs, seed=0)
+    batch = TurnBatch.from_turns([t for ep in episodes for t in ep.turns])
+    shares = [c for c in batch.columns if c.startswith("reward__")]
+    assert "reward__outcome" in shares and "reward__format" in shares
+    total = sum(getattr(batch, c) for c in shares)
+    torch.testing.assert_close(total, batch.reward)
+    for ep in episodes:
+        for t in ep.turns:
+            assert t.outcome_key == ep.outcomes[t.seat] and t.task == str(ep.seed)
