@@ -174,11 +174,21 @@ class PoolSection:
 
 
 @dataclass
+class VadeSection:
+    decay: float = 0.9  # a task seen again keeps this share of its old evidence
+    relax: float = 0.99  # every iteration, every posterior moves back toward the prior by this factor
+    prior: float = 1.0  # Beta(prior, prior) before a task is seen
+
+
+@dataclass
 class RolloutSection:
     episodes: int = 64  # episodes per iteration
     group_size: int = 1  # episodes per group sharing a seed (same deal)
     opponents: Dict[str, float] = field(default_factory=dict)  # bot spec -> share of episodes
     pool: PoolSection = field(default_factory=PoolSection)  # for the `pool` opponent
+    tasks: int = 0  # a fixed pool of this many tasks (seeds); 0 = a fresh seed for every group
+    task_sampler: str = "uniform"  # uniform | vade: which pool tasks each iteration trains on
+    vade: VadeSection = field(default_factory=VadeSection)
 
 
 @dataclass

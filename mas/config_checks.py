@@ -271,6 +271,7 @@ def _check_rollout_and_eval(cfg: Config, source: str) -> None:
                 raise ConfigError(f"{source}: {key}: {err}") from None
     _positive(source, "rollout.episodes", cfg.rollout.episodes)
     _positive(source, "rollout.group_size", cfg.rollout.group_size)
+    _check_tasks(source, cfg.rollout)
     if cfg.rollout.episodes % cfg.rollout.group_size:
         raise ConfigError(f"{source}: rollout.episodes must be a multiple of rollout.group_size")
     _positive(source, "eval.every", cfg.eval.every, zero_ok=True)
@@ -304,3 +305,18 @@ def _check_training(cfg: Config, source: str) -> None:
         make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
     except ValueError as err:
         raise ConfigError(f"{source}: training.estimator_args: {str(err).splitlines()[0]}") from None
+
+
+def _check_tasks(source: str, rollout) -> None:
+    from mas.orchestration.task_sampling import SAMPLERS
+
+    _positive(source, "rollout.tasks", rollout.tasks, zero_ok=True)
+    _choice(source, "rollout.task_sampler", rollout.task_sampler, list(SAMPLERS))
+    if rollout.task_sampler == "vade" and not rollout.tasks:
+        raise ConfigError(f"{source}: rollout.task_sampler vade picks from a task pool; set rollout.tasks to its size")
+    v = rollout.vade
+    for key, value in (("decay", v.decay), ("relax", v.relax)):
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"{source}: rollout.vade.{key} must be in (0, 1], got {value}")
+    if not v.prior > 0:
+        raise ConfigError(f"{source}: rollout.vade.prior must be > 0, got {v.prior}")

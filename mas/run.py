@@ -24,6 +24,7 @@ from mas.orchestration.matchmaking import GameSlot, plan_episodes
 from mas.orchestration.opponents import FrozenOpponent, OpponentPool, learner_points
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
 from mas.orchestration.scheduler import ResourcePool, check_capacity, local_capacity, plan_placement
+from mas.orchestration.task_sampling import TaskSampler
 from mas.orchestration.topology import build_agents, seat_agents, worker_spec
 from mas.records import TurnBatch
 from mas.seeding import stable_seed
@@ -91,6 +92,7 @@ class TrainingRun:
         self.eval_bots = {spec: bots.make(spec, self.env) for spec in eval_specs}
         self.opponent_pool: OpponentPool | None = None
         self.estimator = make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
+        self.task_sampler = self._make_task_sampler()
         self.run_dir = Path(cfg.resume or cfg.run.dir or Path("runs") / cfg.run.name)
         self.model_paths = {name: resolve(p.model, p.seed) for name, p in cfg.policies.items()}
         self.plan = plan_placement(cfg)
@@ -103,6 +105,13 @@ class TrainingRun:
         self.history: list[dict] = []
         self.restarts = 0
         self.pool_orders: list[list[str]] = []  # sequential updates: the pools of each iteration, in order
+
+    def _make_task_sampler(self) -> TaskSampler | None:
+        r = self.cfg.rollout
+        if not r.tasks:
+            return None
+        return TaskSampler(r.tasks, r.task_sampler, run_seed=self.cfg.run.seed, group_size=r.group_size,
+                           decay=r.vade.decay, relax=r.vade.relax, prior=r.vade.prior)
 
     # --- setup --------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -165,6 +174,8 @@ class TrainingRun:
         state = torch.load(latest / "trainer_state" / "controller.pt", weights_only=False)
         self.start_iteration = state["iteration"]
         self.estimator.load_state_dict(state["estimator"])
+        if self.task_sampler is not None:
+            self.task_sampler.load_state_dict(state["task_sampler"])
         if self.opponent_pool is not None and "pool" in state:
             self.opponent_pool.load_state_dict(state["pool"])
         self.history = [h for h in state["history"] if h["iteration"] <= self.start_iteration]
@@ -192,6 +203,7 @@ class TrainingRun:
         self.shutdown()
         self._start_workers()
         self.estimator = make_estimator(self.cfg.training.estimator, **self.cfg.training.estimator_args)
+        self.task_sampler = self._make_task_sampler()
         self.start_iteration, self.history = 0, []
         self._resume()
         self._open_writer()
@@ -200,8 +212,12 @@ class TrainingRun:
     def episode_specs(self, iteration: int) -> list[EpisodeSpec]:
         """Deterministic games, matchups and seeds (mas/orchestration/matchmaking.py)."""
         cfg = self.cfg
+        seeds = None
+        if self.task_sampler is not None:
+            seeds = self.task_sampler.choose(iteration, cfg.rollout.episodes // cfg.rollout.group_size)
         return plan_episodes(self.games, episodes=cfg.rollout.episodes, group_size=cfg.rollout.group_size,
-                             opponent_shares=cfg.rollout.opponents, run_seed=cfg.run.seed, iteration=iteration)
+                             opponent_shares=cfg.rollout.opponents, run_seed=cfg.run.seed, iteration=iteration,
+                             seeds=seeds)
 
     def iteration(self, it: int) -> dict:
         t0 = time.perf_counter()
@@ -232,6 +248,8 @@ class TrainingRun:
         if member is not None:
             metrics.update(self.opponent_pool.record(learner_points(episodes, "pool", set(self.agents))))
         metrics.update(episode_metrics([ep.info for ep in episodes if "attacked" in ep.info]))
+        if self.task_sampler is not None:
+            metrics.update(self.task_sampler.observe(episodes, set(self.agents)))
         if not turns:
             return metrics
         batch = TurnBatch.from_turns(turns)
@@ -376,6 +394,8 @@ class TrainingRun:
         staged = checkpoint.staging_dir(self.run_dir, it)
         gather([h.submit("save", str(staged)) for h in self.workers.values()])
         state = {"iteration": it, "estimator": self.estimator.state_dict(), "history": self.history}
+        if self.task_sampler is not None:
+            state["task_sampler"] = self.task_sampler.state_dict()
         if self.opponent_pool is not None:
             state["pool"] = self.opponent_pool.state_dict()
         torch.save(state, staged / "trainer_state" / "controller.pt")

@@ -29,9 +29,10 @@ def split_groups(total: int, shares: list[float]) -> list[int]:
 
 
 def plan_episodes(slots: list[GameSlot], *, episodes: int, group_size: int, opponent_shares: dict[str, float],
-                  run_seed: int, iteration: int) -> list[EpisodeSpec]:
+                  run_seed: int, iteration: int, seeds: list[int] | None = None) -> list[EpisodeSpec]:
     """Episode specs for one iteration. Within each game, a share of its groups faces each opponent,
-    which takes seat (group index mod seats); the rest is self-play."""
+    which takes seat (group index mod seats); the rest is self-play. `seeds`: each group's episode
+    seed (a task pool's picks); by default a fresh one per group."""
     groups = episodes // group_size
     specs: list[EpisodeSpec] = []
     g = 0
@@ -46,6 +47,7 @@ def plan_episodes(slots: list[GameSlot], *, episodes: int, group_size: int, oppo
             for j in range(group_size):
                 slot_index = g * group_size + j
                 specs.append(EpisodeSpec(episode_id=iteration * episodes + slot_index, group_id=iteration * groups + g,
-                                         seed=stable_seed(run_seed, iteration, g), players=players, env=slot.env))
+                                         seed=stable_seed(run_seed, iteration, g) if seeds is None else seeds[g],
+                                         players=players, env=slot.env))
             g += 1
     return specs
