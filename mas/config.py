@@ -236,6 +236,7 @@ class EvalSection:
     final_games: int = 0  # after training: a larger evaluation of the final checkpoint (0 = off)
     final_opponents: List[str] = field(default_factory=list)
     compare_initial: bool = False  # also evaluate the untrained model and the random bot
+    tasks: str = "fresh"  # workflows: fresh (unseen problems) | pool (the rollout.tasks pool, in turn)
 
 
 @dataclass

@@ -271,7 +271,7 @@ def _check_rollout_and_eval(cfg: Config, source: str) -> None:
                 raise ConfigError(f"{source}: {key}: {err}") from None
     _positive(source, "rollout.episodes", cfg.rollout.episodes)
     _positive(source, "rollout.group_size", cfg.rollout.group_size)
-    _check_tasks(source, cfg.rollout)
+    _check_tasks(source, cfg.rollout, cfg.eval.tasks)
     if cfg.rollout.episodes % cfg.rollout.group_size:
         raise ConfigError(f"{source}: rollout.episodes must be a multiple of rollout.group_size")
     _positive(source, "eval.every", cfg.eval.every, zero_ok=True)
@@ -307,14 +307,17 @@ def _check_training(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: training.estimator_args: {str(err).splitlines()[0]}") from None
 
 
-def _check_tasks(source: str, rollout) -> None:
+def _check_tasks(source: str, rollout, eval_tasks: str) -> None:
     from mas.orchestration.task_sampling import SAMPLERS
 
+    _choice(source, "eval.tasks", eval_tasks, ["fresh", "pool"])
     _positive(source, "rollout.tasks", rollout.tasks, zero_ok=True)
     _choice(source, "rollout.task_sampler", rollout.task_sampler, list(SAMPLERS))
     if rollout.task_sampler == "vade" and not rollout.tasks:
         raise ConfigError(f"{source}: rollout.task_sampler vade picks from a task pool; set rollout.tasks to its size")
     v = rollout.vade
+    if rollout.tasks == 0 and eval_tasks == "pool":
+        raise ConfigError(f"{source}: eval.tasks pool evaluates on the task pool; set rollout.tasks to its size")
     for key, value in (("decay", v.decay), ("relax", v.relax)):
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"{source}: rollout.vade.{key} must be in (0, 1], got {value}")

@@ -337,7 +337,8 @@ class TrainingRun:
 
     def evaluate_team(self, games: int, seed: int) -> dict:
         players = [eval_agent(a, self.cfg.eval.temperature) for a in self.seats]
-        return team_accuracy(self.engine, players, games, seed)
+        tasks = self.task_sampler.seeds if self.cfg.eval.tasks == "pool" else None
+        return team_accuracy(self.engine, players, games, seed, tasks=tasks)
 
     def _eval_metrics(self, done: int) -> dict[str, float]:
         cfg = self.cfg

@@ -8,9 +8,12 @@ from mas.seeding import stable_seed
 
 
 def team_accuracy(engine: RolloutEngine, players: list, games: int, seed: int,
-                  first_episode_id: int = 20_000_000) -> dict:
+                  first_episode_id: int = 20_000_000, tasks: list[int] | None = None) -> dict:
+    """The share of `games` problems the team answers right: fresh ones, or the task seeds
+    `tasks` in turn (a training pool)."""
     specs = [EpisodeSpec(episode_id=first_episode_id + i, group_id=first_episode_id + i,
-                         seed=stable_seed(seed, i), players=list(players)) for i in range(games)]
+                         seed=stable_seed(seed, i) if tasks is None else tasks[i % len(tasks)],
+                         players=list(players)) for i in range(games)]
     episodes, stats = engine.play(specs, seed=seed)
     correct = sum(ep.outcomes[0] == "win" for ep in episodes)
     lo, hi = wilson_interval(correct, games)

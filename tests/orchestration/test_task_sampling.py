@@ -79,3 +79,11 @@ def test_a_vade_run_trains_on_its_pool_and_resumes_exactly(tmp_path):
     states = [torch.load(d / "step-4" / "trainer_state" / "controller.pt", weights_only=False)["task_sampler"]
               for d in (tmp_path / "straight", split)]
     assert states[0] == states[1] and len(states[0]["tracker"]["params"]) == 6
+
+
+def test_eval_on_the_pool_scores_the_training_problems(tmp_path):
+    summary = _run(tmp_path, "pool_eval", "training.iterations=1", "eval.every=1", "eval.games=6",
+                   "eval.tasks=pool")
+    assert "eval/team/accuracy" in summary["history"][-1]
+    with pytest.raises(ConfigError, match="eval.tasks pool evaluates on the task pool"):
+        load_config("configs/math_loop.yaml", ["eval.tasks=pool"])
