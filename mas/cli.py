@@ -1,4 +1,4 @@
-"""`mas train | eval | play | score | sft | data | models | bench`: the command line. User mistakes print one line and exit with 2."""
+"""`mas train | arena | eval | play | score | sft | data | models | bench`: the command line. User mistakes print one line and exit with 2."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,18 @@ def cmd_train(args) -> int:
     print(f"run folder: {summary['run_dir']}  (training {summary['train_seconds']:.0f} s, "
           f"total {summary['total_seconds']:.0f} s)")
     return 0
+
+
+def cmd_arena(args) -> int:
+    from mas.arena.command import run_arena
+    from mas.arena.spec import ArenaError
+
+    try:
+        return run_arena(args.config, args.overrides, jobs=args.jobs, only=args.only, report_only=args.report_only)
+    except ArenaError as err:
+        for line in err.lines:
+            print(f"mas: error: {line}", file=sys.stderr)
+        sys.exit(2)
 
 
 def cmd_eval(args) -> int:
@@ -151,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.iterations=5 resume=runs/x")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    arena = sub.add_parser("arena", help="compare estimators on one config and budget over seeds (docs/arena.md)")
+    arena.add_argument("config", help="arena YAML file, e.g. configs/arena/tictactoe.yaml")
+    arena.add_argument("overrides", nargs="*", help="dotted overrides of the arena file, e.g. seeds=[0] "
+                       "overrides.training.iterations=2")
+    arena.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1)")
+    arena.add_argument("--only", default=None, help="train only these entries, comma-separated")
+    arena.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+    arena.set_defaults(func=cmd_arena)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint (or a bot) against fixed opponents, or a suite from YAML")
     ev.add_argument("--policy", default=None, help="a checkpoint folder (Hugging Face model) or built-in model name")
