@@ -7,6 +7,8 @@ import re
 import warnings
 from collections import OrderedDict
 
+from mas.agents.chat_render import PROBE, ChatRenderer
+
 MEMO_TOKENS = 500_000  # per memo, least recently used out first (~20 MB each)
 
 
@@ -37,6 +39,8 @@ class _TokenMemo:
 class PromptTokenizer:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
+        self._renderer = ChatRenderer(tokenizer)
+        self._eos = tokenizer.eos_token_id  # a property that looks the token up on every read
         self._candidate_cache: dict[str, list[int]] = {}
         # Games revisit states (every game of a batch opens with the same prompt): a seen chat is
         # neither rendered nor tokenized again.
@@ -51,13 +55,11 @@ class PromptTokenizer:
             self._special = None
 
     def render(self, messages: list[dict], generation_prompt: bool = True) -> str:
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=generation_prompt, tokenize=False
-        )
+        return self._renderer.render_many([messages], generation_prompt)[0]
 
     def render_many(self, chats: list[list[dict]]) -> list[str]:
         """`render` of many chats (with the generation prompt) in one call."""
-        return self.tokenizer.apply_chat_template([list(c) for c in chats], add_generation_prompt=True, tokenize=False)
+        return self._renderer.render_many(chats)
 
     def encode_text(self, text: str) -> list[int]:
         return self.encode_many([text])[0]
@@ -66,7 +68,9 @@ class PromptTokenizer:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)  # a fast tokenizer's Rust core
         if backend is None:
             return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets nobody reads here
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
 
     def encode_many(self, texts: list[str]) -> list[list[int]]:
         if self._special is None:
@@ -89,8 +93,7 @@ class PromptTokenizer:
         return out
 
     def _pieces_exact(self) -> bool:
-        probe = self.render([{"role": "system", "content": "Rules: a b.\n <x>"}, {"role": "user", "content": " Hi  there\n\n1,2"},
-                             {"role": "assistant", "content": "<answer>A</answer>"}, {"role": "user", "content": "ok?"}])
+        probe = self.render(PROBE)
         return self.encode_many([probe])[0] == self.tokenizer(probe, add_special_tokens=False)["input_ids"]
 
     def first(self, messages: list[dict]) -> list[int]:
@@ -99,7 +102,7 @@ class PromptTokenizer:
     def first_many(self, chats: list[list[dict]]) -> list[list[int]]:
         """Prompt ids of each chat: remembered ones from the memo, the rest rendered and tokenized
         together."""
-        keys = [tuple(tuple(sorted(m.items())) for m in chat) for chat in chats]
+        keys = [tuple(tuple(m.items()) for m in chat) for chat in chats]
         found = {key: ids for key in keys if (ids := self._chats.get(key)) is not None}
         missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
@@ -149,7 +152,7 @@ class PromptTokenizer:
 
     def answer_candidates(self, answers: list[str]) -> list[list[int]]:
         """Token sequences for constrained decoding: each answer followed by end-of-sequence."""
-        eos = self.tokenizer.eos_token_id
+        eos = self._eos
         out = []
         for answer in answers:
             ids = self._candidate_cache.get(answer)

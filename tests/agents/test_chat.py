@@ -49,3 +49,23 @@ def test_memo_stays_within_its_token_budget(tokenizer, monkeypatch):
     assert prompts._chats.tokens <= 60 and len(prompts._chats.entries) < 20
     assert prompts.first([{"role": "user", "content": "question number 0 of many"}]) == _whole(
         tokenizer, [{"role": "user", "content": "question number 0 of many"}])
+
+
+@pytest.mark.parametrize("generation_prompt", [True, False])
+def test_fast_rendering_equals_apply_chat_template(tokenizer, generation_prompt):
+    from mas.agents.chat_render import ChatRenderer
+
+    renderer = ChatRenderer(tokenizer)
+    assert renderer._template is not None  # the tiny template renders the probe exactly: the fast path is on
+    expected = tokenizer.apply_chat_template(CHATS, add_generation_prompt=generation_prompt, tokenize=False)
+    assert renderer.render_many(CHATS, generation_prompt) == expected
+
+
+def test_messages_with_more_than_role_and_content_take_the_slow_path(tokenizer, monkeypatch):
+    from mas.agents.chat_render import ChatRenderer
+
+    renderer = ChatRenderer(tokenizer)
+    chat_with_name = [{"role": "user", "content": "hi", "name": "alice"}]
+    monkeypatch.setattr(renderer, "_render_fast", lambda *a: pytest.fail("fast path used for a non-plain message"))
+    assert renderer.render_many([chat_with_name]) == tokenizer.apply_chat_template(
+        [chat_with_name], add_generation_prompt=True, tokenize=False)

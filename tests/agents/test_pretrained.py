@@ -32,6 +32,13 @@ def test_prepared_smollm2_loads_with_plain_transformers_and_generates(capsys):
         out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
     text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "Paris" in text, text  # a real instruct model, not random weights
+    # mas renders prompts with its own fast path: exactly what the model's template gives
+    from mas.agents.chat_render import PROBE, ChatRenderer
+
+    renderer = ChatRenderer(tokenizer)
+    assert renderer._template is not None
+    chats = [messages, PROBE, PROBE[1:]]  # SmolLM2 adds a system message where a chat has none
+    assert renderer.render_many(chats) == tokenizer.apply_chat_template(chats, add_generation_prompt=True, tokenize=False)
 
 
 def test_missing_package_is_one_clear_line(monkeypatch):

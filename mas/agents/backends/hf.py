@@ -48,6 +48,7 @@ class HFBackend:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
         self.kept = KeptTurns(kept_bytes)
+        self.texts = TextMemo(tokenizer)
         self.prefixes: list[tuple[int, ...]] = []  # keys of shared prefixes in `kept`, newest last
         self.model_seconds = 0.0  # time inside model forwards, counted while `count_model_time`
         self.count_model_time = False
@@ -140,7 +141,7 @@ class HFBackend:
         flat = chosen[j] * total + col
         lengths = mask.sum(1).tolist()
         picked = []
-        for keys, values in cache_layers(state.cache):
+        for keys, values in cache_layers(state.kv):
             n, heads, _, dim = keys.shape
             picked.append([t.transpose(1, 2).reshape(n * total, heads, dim).index_select(0, flat).split(lengths)
                            for t in (keys, values)])
@@ -195,7 +196,7 @@ class HFBackend:
         extra = {}
         if prefix is not None:
             attention = torch.cat([prefix.attention, attention], 1)
-            extra[cache_argument(self.model)] = prefix.cache
+            extra[cache_argument(self.model)] = prefix.kv
         out = self._run_model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
                               **extra)
         return Decoding(returned_cache(out), out.logits[:, -1, :], attention, positions[:, -1] + 1, attention.shape[1])
@@ -210,7 +211,7 @@ class HFBackend:
         state.attention = torch.cat([state.attention, torch.ones((n, m), dtype=state.attention.dtype, device=self.device)], 1)
         positions = state.next_pos.unsqueeze(-1) + torch.arange(m, device=self.device)
         out = self._run_model(input_ids=tokens, attention_mask=state.attention, position_ids=positions, use_cache=True,
-                              **{cache_argument(self.model): state.cache})
+                              **{cache_argument(self.model): state.kv})
         state.cache, state.logits = returned_cache(out), out.logits[:, -1, :]
         state.next_pos = state.next_pos + m
 
@@ -231,7 +232,7 @@ class HFBackend:
         return out
 
     # --- decoding -----------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def _generate_batch(
         self, requests: list[GenerationRequest], sampling: SamplingParams, generator: torch.Generator
     ) -> list[Generation]:
@@ -291,7 +292,7 @@ class HFBackend:
         token_lists = [row[:k] for row, k in zip(tokens.tolist(), lengths.tolist())]
         logp_lists = [row[:k] for row, k in zip(logps.tolist(), lengths.tolist())]
         allowed_ids = allowed_per_row(allowed_steps, requests, lengths.tolist())
-        texts = _decode_many(self.tokenizer, token_lists)
+        texts = self.texts.decode_many(token_lists)
         finished = done.tolist()
         if any(r.keep for r in requests) and any(finished):
             # a kept turn covers every token but the last: run the forced ones still pending
@@ -301,6 +302,29 @@ class HFBackend:
                        allowed_ids=allowed_ids[row])
             for row in range(n)
         ]
+
+
+class TextMemo:
+    """Generated ids -> text, `batch_decode(..., skip_special_tokens=True)` of the ids not seen
+    before. Constrained answers repeat (a game has a few dozen moves), and a lookup is far cheaper
+    than a decode call, whose thread pool on a small CPU often waits for the model's threads."""
+
+    def __init__(self, tokenizer, capacity: int = 100_000):
+        self.tokenizer = tokenizer
+        self.capacity = capacity
+        self.texts: dict[tuple[int, ...], str] = {}
+
+    def decode_many(self, token_lists: list[list[int]]) -> list[str]:
+        keys = [tuple(ids) for ids in token_lists]
+        texts = {k: self.texts[k] for k in keys if k in self.texts}
+        new = [k for k in dict.fromkeys(keys) if k not in texts]
+        if new:
+            texts.update(zip(new, _decode_many(self.tokenizer, [list(k) for k in new])))
+            if len(self.texts) + len(new) > self.capacity:
+                self.texts.clear()  # rarely reached; a cold memo costs only decoding again
+            if len(new) <= self.capacity:
+                self.texts.update((k, texts[k]) for k in new)
+        return [texts[k] for k in keys]
 
 
 def _decode_many(tokenizer, token_lists: list[list[int]]) -> list[str]:

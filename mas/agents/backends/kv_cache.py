@@ -109,7 +109,18 @@ class Decoding:
     prompt_width: int = 0  # columns of `attention` that the prefill filled (decoded tokens follow)
     prefill_fed: list[int] | None = None  # per row, sampled tokens that went in with the prompt
 
+    pending_rows: torch.Tensor | None = None  # rows the cache is still to be cut to (see `select`)
+
     def select(self, rows: torch.Tensor) -> None:
-        """Keep (or repeat) these rows: the cache and everything beside it."""
-        self.cache.batch_select_indices(rows)
+        """Keep (or repeat) these rows. The cache follows when it is next read (`kv`): a batch
+        whose answers are complete after this forward never copies it."""
+        self.pending_rows = rows if self.pending_rows is None else self.pending_rows[rows]
         self.logits, self.attention, self.next_pos = self.logits[rows], self.attention[rows], self.next_pos[rows]
+
+    @property
+    def kv(self):
+        """The cache, with the rows of every `select` so far."""
+        if self.pending_rows is not None:
+            self.cache.batch_select_indices(self.pending_rows)
+            self.pending_rows = None
+        return self.cache
