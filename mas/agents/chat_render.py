@@ -7,6 +7,11 @@ The fast path is used only where it is exact: it must render a probe chat exactl
 through `apply_chat_template` itself."""
 from __future__ import annotations
 
+try:
+    from jinja2 import TemplateError
+except ImportError:  # no jinja2: apply_chat_template cannot render either, and says so itself
+    TemplateError = ValueError
+
 PLAIN_KEYS = {"role", "content"}
 PROBE = [{"role": "system", "content": "Rules: a b.\n <x>"}, {"role": "user", "content": " Hi  there\n\n1,2"},
          {"role": "assistant", "content": "<answer>A</answer>"}, {"role": "user", "content": "ok?"}]
@@ -21,14 +26,14 @@ class ChatRenderer:
             from transformers.utils.chat_template_utils import _compile_jinja_template
 
             template = _compile_jinja_template(tokenizer.get_chat_template())
-        except Exception:  # no template, or a transformers without this helper: the slow path
+        except (ImportError, ValueError, TemplateError):  # no template, or no such helper: the slow path
             return
         # What apply_chat_template passes besides the chat: the special tokens, no tools or documents.
         self._base = {**template.globals, **tokenizer.special_tokens_map, "tools": None, "documents": None}
         self._template = template
         try:
             exact = all(self._render_fast(PROBE, gp) == self._render_slow([PROBE], gp)[0] for gp in (True, False))
-        except Exception:
+        except (TemplateError, TypeError, ValueError):  # e.g. a template that refuses the probe's roles
             exact = False
         if not exact:
             self._template = None
