@@ -152,15 +152,12 @@ class PromptTokenizer:
 
     def answer_candidates(self, answers: list[str]) -> list[list[int]]:
         """Token sequences for constrained decoding: each answer followed by end-of-sequence."""
-        eos = self._eos
-        out = []
-        for answer in answers:
-            ids = self._candidate_cache.get(answer)
-            if ids is None:
-                ids = self.encode_text(answer) + [eos]
-                self._candidate_cache[answer] = ids
-            out.append(ids)
-        return out
+        cache = self._candidate_cache
+        new = [a for a in dict.fromkeys(answers) if a not in cache]
+        if new:  # answers not seen before, tokenized in one call
+            for answer, ids in zip(new, self.encode_many(new)):
+                cache[answer] = ids + [self._eos]
+        return [cache[a] for a in answers]
 
 
 def _splittable_special_tokens(tokenizer) -> list[str]:
