@@ -13,18 +13,11 @@ from typing import Any
 import torch
 
 from mas.agents.backends.base import Generation, GenerationRequest, SamplingParams
-from mas.agents.backends.kv_cache import (
-    KEPT_BYTES,
-    Decoding,
-    KeptTurns,
-    cache_argument,
-    cache_from_layers,
-    cache_layers,
-    returned_cache,
-    takes_logits_to_keep,
-)
+from mas.agents.backends.kv_cache import (KEPT_BYTES, Decoding, KeptTurns, cache_argument, cache_from_layers,
+                                          cache_layers, returned_cache, takes_logits_to_keep)
 from mas.agents.backends.sampling import Candidates, allowed_per_row, sample_tokens
 from mas.training.logprobs import processed_logprobs
+
 
 MIN_SHARED_PREFIX = 8  # tokens; below this a separate prefix forward costs more than it saves
 
