@@ -459,7 +459,7 @@ class TrainingRun:
         if cfg.eval.final_games and (self.team or cfg.eval.final_opponents):
             summary["final_eval"] = self.final_evaluation()
         summary["total_seconds"] = time.perf_counter() - started
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        checkpoint.write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
         return summary
 
     def _postfix(self, m: dict) -> dict:

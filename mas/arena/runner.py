@@ -75,7 +75,7 @@ def record_time(run_dir: Path, seconds: float, returncode: int, resumed_from: Pa
                                "resumed_from": resumed_from.name if resumed_from else None,
                                "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
     timing["seconds"] = round(sum(a["seconds"] for a in timing["attempts"]), 3)
-    path.write_text(json.dumps(timing, indent=1) + "\n")
+    checkpoint.write_text_atomic(path, json.dumps(timing, indent=1) + "\n")
     return timing
 
 

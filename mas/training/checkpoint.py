@@ -14,6 +14,15 @@ _STEP = re.compile(r"^step-(\d+)$")
 COMMITTED = "COMMITTED"
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file that readers take as a marker (summary.json ends a run): a kill mid-write
+    leaves the old file or none, never a truncated one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def staging_dir(run_dir: Path, step: int) -> Path:
     path = Path(run_dir) / f".step-{step}.partial"
     if path.exists():

@@ -1,6 +1,8 @@
 """Checkpoints are committed atomically: an interrupted save never looks committed."""
 from __future__ import annotations
 
+import pytest
+
 from mas.training import checkpoint
 
 
@@ -36,3 +38,17 @@ def test_prune_keeps_newest(tmp_path):
     checkpoint.prune(tmp_path, keep_last=2)
     assert checkpoint.committed_steps(tmp_path) == [2, 3]
     assert (tmp_path / "final").resolve().name == "step-3"
+
+
+def test_marker_files_are_replaced_whole(tmp_path, monkeypatch):
+    target = tmp_path / "summary.json"
+    checkpoint.write_text_atomic(target, '{"a": 1}')
+    assert target.read_text() == '{"a": 1}' and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+    def killed(*_):
+        raise KeyboardInterrupt  # a kill between writing the new text and putting it in place
+
+    monkeypatch.setattr("os.replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.write_text_atomic(target, '{"a": 2, "b": [1, 2, 3]}')
+    assert target.read_text() == '{"a": 1}'  # the old file, never a truncated new one
