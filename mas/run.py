@@ -28,6 +28,7 @@ from mas.orchestration.task_sampling import TaskSampler
 from mas.orchestration.topology import build_agents, seat_agents, worker_spec
 from mas.records import TurnBatch
 from mas.seeding import stable_seed
+from mas import runtime
 from mas.training import checkpoint
 from mas.training.advantages import make_estimator
 from mas.training.sequential import run_sequential
@@ -127,6 +128,7 @@ class TrainingRun:
         tokenizers = {name: load_tokenizer(path) for name, path in self.model_paths.items()}
         self.engine = RolloutEngine(self.env, self.workers, tokenizers)
         self._start_frozen_opponents()
+        runtime.freeze_long_lived()  # workers in this process included
 
     def _start_frozen_opponents(self) -> None:
         """checkpoint:PATH and pool opponents: frozen policies in this process, playing like the
@@ -410,6 +412,7 @@ class TrainingRun:
         try:
             return self._run()
         finally:  # also on errors: a shared Ray session gets its CPUs and GPUs back
+            runtime.thaw()
             self.shutdown()
             if self.pool is not None:
                 self.pool.remove()

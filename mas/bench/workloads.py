@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mas import runtime
 from mas.agents.agent import Agent
 from mas.config import load_config
 from mas.games import env_spec, make as make_env
@@ -80,4 +81,6 @@ def build(name: str, *, threads: int | None = None, extra: tuple[str, ...] = ())
     spec = worker_spec(cfg, policy, resolve(cfg.policies[policy].model, cfg.policies[policy].seed))
     if threads is not None:
         spec.threads = threads
-    return Setup(workload, env, seats, PolicyWorker(spec))
+    setup = Setup(workload, env, seats, PolicyWorker(spec))
+    runtime.freeze_long_lived()  # as `mas train` does once its workers have started
+    return setup

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mas import runtime
 from mas.agents.backends.hf import HFBackend, load_weights
 from mas.agents.models import load_model, load_tokenizer
 from mas.training.losses import LossConfig
@@ -92,6 +93,11 @@ class PolicyWorker:
 
     def ready(self) -> bool:
         return True
+
+    def freeze_long_lived(self) -> None:
+        """For a worker in a process of its own (mas.runtime); in-process workers are frozen with
+        the controller."""
+        runtime.freeze_long_lived()
 
     def placement(self) -> dict:
         """Where Ray put this worker: process, GPU ids, placement group and assigned resources."""
