@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 
 from mas import runtime
@@ -29,3 +30,12 @@ def test_frozen_objects_stay_and_later_garbage_is_collected():
     finally:
         runtime.thaw()
     assert gc.get_freeze_count() == 0
+
+
+def test_tokenizers_run_serially_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    runtime.serial_tokenizers()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    runtime.serial_tokenizers()
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"

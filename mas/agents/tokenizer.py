@@ -21,7 +21,7 @@ CHAT_TEMPLATE = (
 
 # Pieces BPE may merge within: a bracketed tag or action kept whole (`<answer>`, `<X(1,2)>`), a word
 # with its leading space, a single digit (so numbers stay compositional), one other symbol, or spaces.
-_PIECES = r"<[^<>\s]{1,24}>| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9<]|<|\n|[^\S\n]+"
+PIECES = r"<[^<>\s]{1,24}>| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9<]|<|\n|[^\S\n]+"
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
@@ -30,7 +30,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024) -> PreTrained
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(_PIECES), behavior="isolated"),
+            pre_tokenizers.Split(Regex(PIECES), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )

@@ -16,6 +16,7 @@ from mas.agents.backends.base import Generation, GenerationRequest, SamplingPara
 from mas.agents.backends.kv_cache import (KEPT_BYTES, Decoding, KeptTurns, cache_argument, cache_from_layers,
                                           cache_layers, returned_cache, takes_logits_to_keep)
 from mas.agents.backends.sampling import Candidates, allowed_per_row, sample_tokens
+from mas.runtime import serial_tokenizers
 from mas.training.logprobs import processed_logprobs
 
 
@@ -41,6 +42,7 @@ class HFBackend:
 
     def __init__(self, model, tokenizer, *, device: str = "cpu", max_batch_size: int = 256,
                  kept_bytes: int = KEPT_BYTES):
+        serial_tokenizers()
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
