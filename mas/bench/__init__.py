@@ -2,7 +2,8 @@
 process on the same model (docs/performance.md).
 
 - `workloads`: the named setups (a config's env, agents, model and sampling).
-- `rollout`: the engine against a naive one-game-at-a-time loop and the model-only floor.
+- `rollout`: the engine against two naive one-game-at-a-time loops (through our backend; with
+  transformers' `model.generate`) and the model-only floor.
 - `update`: one training step against a bare PyTorch step on the same batch.
 - `scaling`: rollout throughput and peak memory as games and policies grow (one process per point).
 - `report`: the table and JSON."""

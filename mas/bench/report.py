@@ -13,11 +13,13 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
 
 def rollout_table(rows: list[dict], markdown: bool = False) -> str:
     headers = ["workload", "games", "engine games/s", "engine tok/s", "naive games/s", "engine s", "of which model s",
-               "floor s", "engine/naive", "engine s/floor s", "engine s without KV reuse"]
+               "floor s", "engine/naive", "engine s/floor s", "engine s without KV reuse",
+               "naive transformers games/s", "engine/naive transformers"]
     body = [[r["workload"], str(r["games"]), f"{r['engine']['games_per_s']:.1f}", f"{r['engine']['tokens_per_s']:.0f}",
              f"{r['naive']['games_per_s']:.2f}", f"{r['engine']['seconds']:.2f}", f"{r['engine']['model_seconds']:.2f}",
              f"{r['floor_s']:.2f}", f"{r['speedup_vs_naive']:.1f}x", f"{r['engine_vs_floor']:.2f}x",
-             f"{r['engine_without_kv_reuse']['seconds']:.2f}" if "engine_without_kv_reuse" in r else "-"] for r in rows]
+             f"{r['engine_without_kv_reuse']['seconds']:.2f}" if "engine_without_kv_reuse" in r else "-",
+             f"{r['naive_transformers']['games_per_s']:.2f}", f"{r['speedup_vs_naive_transformers']:.1f}x"] for r in rows]
     return _table(headers, body, markdown)
 
 

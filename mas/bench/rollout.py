@@ -1,7 +1,9 @@
 """Rollout throughput: the engine beside two baselines on the same model, in this process.
 
 - engine: `RolloutEngine.play` on N concurrent games (one batched generate call per round);
-- naive: the same games one at a time, one `generate` call per move;
+- naive: the same games one at a time, one `generate` call per move, through the same backend;
+- naive with transformers: the same, as a first script would write it, with one
+  `model.generate` per move and none of the backend's savings;
 - floor: every batch the engine sent, replayed through the model alone with the same prompts and
   the same number of decode steps (prefill, then one cached forward per generated token, fed the
   tokens the engine sampled): model time with no env, sampling, orchestration or Ray."""
@@ -105,6 +107,58 @@ def run_naive(setup: Setup, games: int, seed: int = 0) -> Throughput:
                 else:
                     state.apply_invalid(seat, "cut off at max_new_tokens")
     return Throughput(games, time.perf_counter() - start, tokens, calls)
+
+
+def run_naive_transformers(setup: Setup, games: int, seed: int = 0) -> Throughput:
+    """One game at a time, one transformers `model.generate` per move: what a first script with
+    transformers would do. The same prompts; the same answers allowed (`prefix_allowed_tokens_fn`
+    over the legal answers' tokens), sampled at the agent's settings; the chosen tokens' log-probs
+    returned, as training needs them. None of the backend's savings."""
+    model, tokenizer = setup.worker.backend.model, setup.worker.tokenizer
+    prompts = PromptTokenizer(tokenizer)
+    model.eval()
+    tokens = calls = 0
+    start = time.perf_counter()
+    for spec in game_specs(setup, games, seed):
+        state = setup.env.reset(spec.seed)
+        while not state.is_terminal():
+            for seat in state.current_seats():
+                if state.is_terminal():
+                    break
+                agent = spec.players[seat]
+                ids = prompts.first(agent.with_role(state.messages(seat)))
+                candidates = answer_candidates(prompts, state, seat, agent)
+                torch.manual_seed(stable_seed(seed, spec.seed, calls))
+                new, finished = _transformers_move(model, tokenizer, ids, candidates, agent.sampling)
+                calls += 1
+                tokens += len(new)
+                if finished:
+                    state.apply(seat, tokenizer.decode(new, skip_special_tokens=True))
+                else:
+                    state.apply_invalid(seat, "cut off at max_new_tokens")
+    return Throughput(games, time.perf_counter() - start, tokens, calls)
+
+
+@torch.inference_mode()
+def _transformers_move(model, tokenizer, ids: list[int], candidates, sampling) -> tuple[list[int], bool]:
+    eos = tokenizer.eos_token_id
+
+    def allowed(_, sequence: torch.Tensor) -> list[int]:
+        done = sequence[len(ids):].tolist()
+        nxt = [c[len(done)] for c in candidates if len(c) > len(done) and c[: len(done)] == done]
+        return sorted(set(nxt)) or [eos]
+
+    out = model.generate(
+        torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+        do_sample=sampling.temperature > 0, temperature=sampling.temperature or None, top_k=sampling.top_k,
+        top_p=sampling.top_p, max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos, prefix_allowed_tokens_fn=allowed if candidates is not None else None,
+        output_scores=True, return_dict_in_generate=True,
+    )
+    model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)  # the log-probs
+    new = out.sequences[0, len(ids):].tolist()
+    finished = eos in new
+    return (new[: new.index(eos) + 1] if finished else new), finished
 
 
 @torch.no_grad()

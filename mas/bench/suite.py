@@ -58,7 +58,7 @@ def run_bench(settings: BenchSettings, progress=print) -> dict:
         progress(f"{name}: building")
         setup = build(name, threads=settings.threads)
         if "rollout" in settings.parts:
-            progress(f"{name}: rollout, {settings.games} games (engine, floor, naive)")
+            progress(f"{name}: rollout, {settings.games} games (engine, floor, naive loops)")
             result["rollout"].append({"workload": name, **compare_rollout(setup, settings)})
         if "update" in settings.parts:
             progress(f"{name}: update on the turns of {settings.update_games} games")
@@ -71,19 +71,22 @@ def run_bench(settings: BenchSettings, progress=print) -> dict:
 
 
 def compare_rollout(setup, settings: BenchSettings) -> dict:
-    """Engine, floor and naive loop, interleaved `repeats` times on the same games; medians."""
+    """Engine, floor and both naive loops, interleaved `repeats` times on the same games; medians."""
     rollout.run_engine(setup, min(8, settings.games), seed=settings.seed + 1)  # warm-up
-    engines, floors, naives = [], [], []
+    engines, floors, naives, plain = [], [], [], []
     for _ in range(settings.repeats):
         engine, recorder = rollout.run_engine(setup, settings.games, seed=settings.seed)
         engines.append(engine)
         floors.append(rollout.replay_floor(setup.worker.backend, recorder.calls))
         naives.append(rollout.run_naive(setup, settings.games, seed=settings.seed))
+        plain.append(rollout.run_naive_transformers(setup, settings.games, seed=settings.seed))
     engine, naive = rollout.median_run(engines), rollout.median_run(naives)
     # Ratios pair the runs made back to back (the machine's speed drifts between repeats).
     result = {"games": settings.games, "repeats": settings.repeats, "engine": engine.as_dict(),
               "naive": naive.as_dict(), "floor_s": statistics.median(floors),
               "speedup_vs_naive": statistics.median(n.seconds / e.seconds for e, n in zip(engines, naives)),
+              "naive_transformers": rollout.median_run(plain).as_dict(),
+              "speedup_vs_naive_transformers": statistics.median(n.seconds / e.seconds for e, n in zip(engines, plain)),
               "engine_vs_floor": statistics.median(e.seconds / f for e, f in zip(engines, floors))}
     if getattr(setup.env, "history", False):  # the same games with KV-cache reuse switched off
         kept = setup.worker.backend.kept

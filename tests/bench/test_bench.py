@@ -19,6 +19,7 @@ def test_tiny_bench_runs_every_part(tmp_path, capsys):
     assert rollout["games"] == 4 and rollout["engine"]["generated_tokens"] > 0
     # the naive loop makes one call per move; the engine one per round
     assert rollout["naive"]["generate_calls"] > rollout["engine"]["generate_calls"]
+    assert rollout["naive_transformers"]["generate_calls"] > rollout["engine"]["generate_calls"]
     (update,) = result["update"]
     assert update["response_tokens"] > 0 and update["step_s"] > 0 and update["bare_lean_step_s"] > 0
     points = {(r["games"], r["policies"]) for r in result["scaling"]}
@@ -43,3 +44,15 @@ def test_bad_bench_options_give_one_line(capsys):
     assert "unknown workload 'chess-huge'" in cli_error_line(capsys, ["bench", "--workloads", "chess-huge"])
     assert "unknown part 'io'" in cli_error_line(capsys, ["bench", "--parts", "rollout,io"])
     assert "at least 1" in cli_error_line(capsys, ["bench", "--games", "0"])
+
+
+def test_transformers_loop_plays_legal_constrained_moves(tiny_path):
+    """The transformers baseline plays whole games of legal moves (constrained like the engine),
+    four tokens per tic-tac-toe answer (<answer>, the move, </answer>, end)."""
+    from mas.bench.rollout import run_naive_transformers
+    from mas.bench.workloads import build
+
+    setup = build("tictactoe-tiny", threads=1)
+    throughput = run_naive_transformers(setup, 3, seed=0)
+    assert throughput.generate_calls >= 3 * 5  # a legal game lasts at least five moves
+    assert throughput.generated_tokens == 4 * throughput.generate_calls
