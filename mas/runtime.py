@@ -31,6 +31,6 @@ def serial_tokenizers() -> None:
     """Tokenize on the calling thread, unless the user set TOKENIZERS_PARALLELISM. The tokenizers
     library otherwise runs a batch on its own thread pool, whose threads compete for the cores
     with torch's threads (still spinning after each forward): on 2 cores the quickstart's rollout
-    took 35% longer with it (docs/performance.md). A rollout's batches are a few dozen short
-    prompts, which one thread tokenizes in well under a millisecond."""
+    took about 7% longer with it (docs/performance.md). A rollout's batches are a few dozen short
+    prompts, which one thread tokenizes in a few milliseconds at most."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
