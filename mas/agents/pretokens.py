@@ -36,20 +36,18 @@ class PretokenEncoder:
         normalizer, the PIECES split then a plain byte-level mapping, BPE without dropout); else
         None."""
         backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is None:
+        if backend is None or backend.normalizer is not None or backend.pre_tokenizer is None:
             return None
-        spec = json.loads(backend.to_str())
-        steps = (spec.get("pre_tokenizer") or {}).get("pretokenizers") or []
-        model = spec.get("model") or {}
+        # the pre-tokenizer's own JSON: serializing the whole tokenizer would copy its vocabulary
+        steps = json.loads(backend.pre_tokenizer.__getstate__()).get("pretokenizers") or []
         plain = (
-            spec.get("normalizer") is None
-            and len(steps) == 2
+            len(steps) == 2
             and steps[0] == {"type": "Split", "pattern": {"Regex": PIECES}, "behavior": "Isolated", "invert": False}
             and steps[1].get("type") == "ByteLevel"
             and steps[1].get("add_prefix_space") is False
             and steps[1].get("use_regex") is False
-            and model.get("type") == "BPE"
-            and model.get("dropout") is None
+            and type(backend.model).__name__ == "BPE"
+            and backend.model.dropout is None
         )
         return cls(backend) if plain else None
 

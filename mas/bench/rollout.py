@@ -87,6 +87,33 @@ def run_engine(setup: Setup, games: int, seed: int = 0) -> tuple[Throughput, Rec
 
 def run_naive(setup: Setup, games: int, seed: int = 0) -> Throughput:
     """One game at a time, one generate call per move: what a first script would do."""
+
+    def move(agent, ids, candidates, call_seed):
+        gen = setup.worker.generate([GenerationRequest(ids, candidates)], agent.sampling, call_seed)[0]
+        return gen.token_ids, gen.text, gen.finished
+
+    return _one_game_at_a_time(setup, games, seed, move)
+
+
+def run_naive_transformers(setup: Setup, games: int, seed: int = 0) -> Throughput:
+    """One game at a time, one transformers `model.generate` per move: what a first script with
+    transformers would do. The same prompts; the same answers allowed (`prefix_allowed_tokens_fn`
+    over the legal answers' tokens), sampled at the agent's settings; the chosen tokens' log-probs
+    returned, as training needs them. None of the backend's savings."""
+    model, tokenizer = setup.worker.backend.model, setup.worker.tokenizer
+    model.eval()
+
+    def move(agent, ids, candidates, call_seed):
+        torch.manual_seed(call_seed)
+        new, finished = _transformers_move(model, tokenizer, ids, candidates, agent.sampling)
+        return new, tokenizer.decode(new, skip_special_tokens=True), finished
+
+    return _one_game_at_a_time(setup, games, seed, move)
+
+
+def _one_game_at_a_time(setup: Setup, games: int, seed: int, move) -> Throughput:
+    """The naive loops' games: each move is `move(agent, prompt ids, candidates, seed)` ->
+    (generated ids, text, finished)."""
     prompts = PromptTokenizer(setup.worker.tokenizer)
     tokens = calls = 0
     start = time.perf_counter()
@@ -98,42 +125,12 @@ def run_naive(setup: Setup, games: int, seed: int = 0) -> Throughput:
                     break
                 agent = spec.players[seat]
                 ids = prompts.first(agent.with_role(state.messages(seat)))
-                request = GenerationRequest(ids, answer_candidates(prompts, state, seat, agent))
-                gen = setup.worker.generate([request], agent.sampling, stable_seed(seed, spec.seed, calls))[0]
-                calls += 1
-                tokens += len(gen.token_ids)
-                if gen.finished:
-                    state.apply(seat, gen.text)
-                else:
-                    state.apply_invalid(seat, "cut off at max_new_tokens")
-    return Throughput(games, time.perf_counter() - start, tokens, calls)
-
-
-def run_naive_transformers(setup: Setup, games: int, seed: int = 0) -> Throughput:
-    """One game at a time, one transformers `model.generate` per move: what a first script with
-    transformers would do. The same prompts; the same answers allowed (`prefix_allowed_tokens_fn`
-    over the legal answers' tokens), sampled at the agent's settings; the chosen tokens' log-probs
-    returned, as training needs them. None of the backend's savings."""
-    model, tokenizer = setup.worker.backend.model, setup.worker.tokenizer
-    prompts = PromptTokenizer(tokenizer)
-    model.eval()
-    tokens = calls = 0
-    start = time.perf_counter()
-    for spec in game_specs(setup, games, seed):
-        state = setup.env.reset(spec.seed)
-        while not state.is_terminal():
-            for seat in state.current_seats():
-                if state.is_terminal():
-                    break
-                agent = spec.players[seat]
-                ids = prompts.first(agent.with_role(state.messages(seat)))
                 candidates = answer_candidates(prompts, state, seat, agent)
-                torch.manual_seed(stable_seed(seed, spec.seed, calls))
-                new, finished = _transformers_move(model, tokenizer, ids, candidates, agent.sampling)
+                new, text, finished = move(agent, ids, candidates, stable_seed(seed, spec.seed, calls))
                 calls += 1
                 tokens += len(new)
                 if finished:
-                    state.apply(seat, tokenizer.decode(new, skip_special_tokens=True))
+                    state.apply(seat, text)
                 else:
                     state.apply_invalid(seat, "cut off at max_new_tokens")
     return Throughput(games, time.perf_counter() - start, tokens, calls)
