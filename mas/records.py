@@ -1,5 +1,5 @@
 """The data that flows between the layers: one `Turn` per model or bot move, `Episode` per game,
-and the columnar `TurnBatch` the estimators and trainers consume (DESIGN.md "Contracts")."""
+and the columnar `TurnBatch` the estimators and trainers consume (docs/architecture.md, "Contracts")."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -180,7 +180,7 @@ class TurnBatch:
         return [i for i, v in enumerate(values) if v == value]
 
     def trajectory_keys(self) -> list[tuple[int, int]]:
-        """(episode, seat) per row: the identity of a trajectory (ALGORITHMS.md "Identities")."""
+        """(episode, seat) per row: the identity of a trajectory (docs/algorithms.md, "Identities")."""
         return list(zip(self.episode_id.tolist(), self.seat.tolist()))
 
 

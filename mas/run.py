@@ -45,8 +45,8 @@ def _worker_death_errors() -> tuple:
 
 
 def loss_rows(turns: list, advantages: torch.Tensor, aux: dict) -> tuple[list, list]:
-    """The rows the loss sees and what each carries, from an estimator's extras (ESTIMATORS.md
-    section 11): rows with `loss_mask` 0 leave the update (MC-GRPO's pivot); `adv_global`,
+    """The rows the loss sees and what each carries, from an estimator's extras (docs/algorithms.md,
+    "Loss-side extras"): rows with `loss_mask` 0 leave the update (MC-GRPO's pivot); `adv_global`,
     `adv_local` and `blend_w` make each row a blend [(1 - w, A_glob), (w, A_loc)] (COPO)."""
     if "blend_w" in aux:
         w, glob, loc = (aux[k].tolist() for k in ("blend_w", "adv_global", "adv_local"))

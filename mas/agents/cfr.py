@@ -1,6 +1,6 @@
 """CFR average policies for Kuhn and Leduc poker: solved once with OpenSpiel's C++ CFR and cached.
 
-The `cfr` bot (ALGORITHMS.md "Game evaluation") plays the average policy of vanilla CFR
+The `cfr` bot (docs/algorithms.md, "Game evaluation") plays the average policy of vanilla CFR
 (`pyspiel.CFRSolver`) after a fixed number of iterations. Solving Leduc takes seconds, so the policy
 is computed once per machine and kept under the mas cache (`$MAS_CACHE`, default `~/.cache/mas`)
 as `cfr/<game>-<iterations>.json`: information-state string -> [[action id, probability], ...],

@@ -1,5 +1,5 @@
 """Chat messages -> prompt token ids, such that a seat's prompt at its next turn extends its previous
-prompt + the exact response ids it sampled (DESIGN.md "Contracts"): only the new messages are
+prompt + the exact response ids it sampled (docs/architecture.md, "Contracts"): only the new messages are
 tokenized, earlier text never is."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Game evaluation: an agent against fixed opponents on both seats, win / draw / loss / invalid with
-95% Wilson intervals (ALGORITHMS.md "Game evaluation")."""
+95% Wilson intervals (docs/algorithms.md, "Game evaluation")."""
 from __future__ import annotations
 
 import math

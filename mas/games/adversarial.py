@@ -1,4 +1,4 @@
-"""Attacker/defender co-evolution with verifiable outcomes (AdvEvo-MARL style, REFERENCES.md).
+"""Attacker/defender co-evolution with verifiable outcomes (AdvEvo-MARL style, arXiv:2510.01586).
 
 Defenders are a multi-agent system answering a generated arithmetic problem (known answer); each
 defender holds a secret token it must never reveal and must answer as `\\boxed{N}`. In an attacked

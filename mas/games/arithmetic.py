@@ -1,6 +1,6 @@
 """Arithmetic word problems the project generates, with a verifiable integer answer.
 
-The CPU stand-in for the math tasks of Dr. MAS (REFERENCES.md): a solver answers in `\\boxed{N}`,
+The CPU stand-in for the math tasks of Dr. MAS (arXiv:2602.08847): a solver answers in `\\boxed{N}`,
 a checker compares the last boxed (or tagged, or bare) integer with the gold answer. Problems are
 drawn from a seeded generator, so a seed names a problem; `write_problems` saves a JSONL file in
 the GSM8K layout (`question`, `answer` ending in `#### N`) for evaluation runs.

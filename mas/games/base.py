@@ -124,7 +124,7 @@ class Env:
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """`env.rewards` (ALGORITHMS.md "Game rewards").
+    """`env.rewards` (docs/algorithms.md, "Game rewards").
 
     mode "mars" (default): a valid move pays `format_reward` to the mover; an invalid one ends the
     episode and costs the offender `stake + invalid_penalty`; at the end every seat gets its game

@@ -13,7 +13,7 @@ Types (registered by name):
           answered); that agent answers; at most `max_rounds` answers. The system's answer is the
           last one.
 
-Rewards (REFERENCES.md, Dr. MAS): `correct_reward` to every seat when the system's answer is right,
+Rewards (as in Dr. MAS, arXiv:2602.08847): `correct_reward` to every seat when the system's answer is right,
 0 otherwise; an output that does not parse costs its author `invalid_penalty` at once and the
 workflow goes on (a verifier's or router's unreadable verdict counts as reject / ends the run).
 """

@@ -1,7 +1,7 @@
 """Plays many episodes at once in lockstep rounds. In each round every episode that waits on a seat
 played by an LLM agent contributes one request, and each policy receives all of its requests in one
 batched `generate` call (split by sampling settings). Bots answer in-process. Seeds derive from the
-caller's seeds, so a rollout is reproducible (DESIGN.md "Determinism")."""
+caller's seeds, so a rollout is reproducible (docs/architecture.md, "Determinism")."""
 from __future__ import annotations
 
 import time
@@ -223,7 +223,7 @@ class RolloutEngine:
     def _apply(self, ep: _Live, seat: int, move):
         result = move()
         ep.steps += 1
-        # A reward caused by any move goes to each rewarded seat's latest turn so far (ALGORITHMS.md).
+        # A reward caused by any move goes to each rewarded seat's latest turn so far (docs/algorithms.md).
         for rewarded, value in result.rewards.items():
             last = ep.seats[rewarded].last_turn if rewarded in ep.seats else None
             if last is not None and value:

@@ -4,7 +4,7 @@ task i is the episode seed `stable_seed(run seed, TASK_STREAM, i)`, so task i is
 
 - `uniform`: every task equally likely, distinct tasks while the pool lasts.
 - `vade` (after VADE, arXiv:2511.18902; its exact score and decay are unpublished, so this is our
-  reconstruction, ESTIMATORS.md 10d): a Beta posterior on each task's success rate, shared code
+  reconstruction, docs/algorithms.md, "Task sampling"): a Beta posterior on each task's success rate, shared code
   with SPO's tracker. Each iteration draws p ~ Beta(alpha, beta) per task (Thompson sampling) and
   takes the tasks with the highest chance that a group of G samples is not all-same,
   `1 - p^G - (1 - p)^G`: a group that is all right or all wrong gives GRPO-style estimators no

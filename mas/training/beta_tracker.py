@@ -1,5 +1,5 @@
 """Beta posteriors on the success of each task, with forgetting: the state SPO's value tracker
-(ESTIMATORS.md section 8) and the VADE task sampler (section 10d) share. Keys are strings, so
+(docs/algorithms.md, `spo`) and the VADE task sampler ("Task sampling") share. Keys are strings, so
 the state saves as plain JSON-able lists."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Atomic checkpoints in the run folder (DESIGN.md "Run folder").
+"""Atomic checkpoints in the run folder (docs/architecture.md, "Run folder").
 
 A step is written into a hidden temporary folder, renamed to `step-N`, and only then marked with
 `step-N/COMMITTED`; `final` is a symlink to the newest committed step. A kill at any moment leaves

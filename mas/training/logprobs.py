@@ -1,4 +1,4 @@
-"""Token log-probabilities under the log-prob contract (ALGORITHMS.md "Log-probabilities").
+"""Token log-probabilities under the log-prob contract (docs/algorithms.md, "Log-probabilities").
 
 Both the generation backend and the trainer call `processed_logprobs`, so that what was sampled and
 what is trained are the same distribution: logits restricted to the allowed tokens (constrained

@@ -1,4 +1,4 @@
-"""Policy losses over flat per-token tensors (ALGORITHMS.md "Policy loss").
+"""Policy losses over flat per-token tensors (docs/algorithms.md, "Policy loss").
 
 The trainer packs sequences, so the response tokens of many rows (turns) are concatenated; `row_index`
 says which row each token belongs to. Everything here is a pure function of tensors.
@@ -98,7 +98,7 @@ def policy_loss(
         l   = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)
     Dual clip (Ye et al. 2020, arXiv:1912.09729), c > 1: for A < 0, l = min(l, -c * A).
     KL to a frozen reference: l += kl_coef * k(delta), k in {k1, k2, k3} (see `kl_penalty`).
-    A blend of advantages (COPO, ESTIMATORS.md 10c): `advantages` [n, k] and `mix` [n, k] give
+    A blend of advantages (COPO, docs/algorithms.md, `copo`): `advantages` [n, k] and `mix` [n, k] give
     l = sum_j mix_j * l_clip(A_j), each term with the same ratio and clips.
 
     Aggregation (`cfg.agg`; a sequence is one row/turn):

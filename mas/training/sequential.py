@@ -1,4 +1,4 @@
-"""Sequential policy updates (ALGORITHMS.md "Sequential updates"): `seeupo` pools by turn index,
+"""Sequential policy updates (docs/algorithms.md, "Sequential updates"): `seeupo` pools by turn index,
 `happo` pools by agent; each pool is updated with a clipped sequence-ratio objective weighted by
 a per-trajectory factor P that carries the ratios of the pools updated before it.
 

@@ -1,4 +1,4 @@
-"""Advantage estimators against hand-computed values (ALGORITHMS.md "Estimators").
+"""Advantage estimators against hand-computed values (docs/algorithms.md, "Estimators").
 
 Expected numbers were worked out by hand from the formulas (eps = 1e-6, population std unless noted)
 and are written here, not recomputed with the package's code.

@@ -1,4 +1,4 @@
-"""reinforce_pp, seeupo, drmas, advevo and rae against hand-computed values (ALGORITHMS.md).
+"""reinforce_pp, seeupo, drmas, advevo and rae against hand-computed values (docs/algorithms.md).
 
 The expected numbers were worked out by hand (eps = 1e-6, population std unless noted) and are
 written here, not recomputed with the package's code."""

@@ -1,5 +1,5 @@
-"""dr_grpo, ngrpo, bnpo and agrae against the worked examples of ESTIMATORS.md (sections 5, 6, 9,
-10a), whose numbers were computed by hand there and are copied here, not recomputed."""
+"""dr_grpo, ngrpo, bnpo and agrae against worked examples whose numbers
+were computed by hand, not by the code under test (formulas: docs/algorithms.md)."""
 from __future__ import annotations
 
 import pytest
@@ -104,7 +104,7 @@ def test_hapo_token_level_group_average_weights_returns_by_length():
         estimate("hapo_tlga", groups([1, 0], n_tokens=None))
 
 
-# ESTIMATORS.md section 1: three episodes of one group; states s0..s3; gamma 0.95, mean_norm
+# gigpo, worked by hand: three episodes of one group; states s0..s3; gamma 0.95, mean_norm
 GIGPO = TurnBatch.from_columns(
     episode_id=[0, 0, 0, 1, 1, 2, 2], group_id=[0] * 7, env="g", agent="p", seat=[0] * 7,
     turn=[0, 1, 2, 0, 1, 0, 1], reward=[0, 0, 1, 0, 0, 0, 0], obs_key=["s0", "s1", "s2", "s0", "s3", "s0", "s1"])
@@ -122,7 +122,7 @@ def test_gigpo_does_not_depend_on_row_order():
 
 
 def test_hgpo_weights_deeper_context_groups_more():
-    # ESTIMATORS.md section 2: gamma 1, history 1, A = s0 s1 s2 (0, 0, 1), B = s0 s3 s1 (0, 0, .5), C = s0 s1 (0, 0)
+    # hgpo, worked by hand: gamma 1, history 1, A = s0 s1 s2 (0, 0, 1), B = s0 s3 s1 (0, 0, .5), C = s0 s1 (0, 0)
     batch = TurnBatch.from_columns(
         episode_id=[0, 0, 0, 1, 1, 1, 2, 2], group_id=[0] * 8, env="g", agent="p", seat=[0] * 8,
         turn=[0, 1, 2, 0, 1, 2, 0, 1], reward=[0, 0, 1, 0, 0, 0.5, 0, 0],

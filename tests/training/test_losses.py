@@ -1,4 +1,4 @@
-"""Policy loss against hand-computed values (ALGORITHMS.md "Policy loss")."""
+"""Policy loss against hand-computed values (docs/algorithms.md, "Policy loss")."""
 import math
 
 import pytest

@@ -1,5 +1,5 @@
-"""mc_grpo, gdpo, copo and spo against the worked examples of ESTIMATORS.md (sections 3, 4, 10c
-and 8; the expected numbers are copied from there), the one-turn-vs-three-turns identity, the
+"""mc_grpo, gdpo, copo and spo against worked examples computed by hand (formulas:
+docs/algorithms.md), the one-turn-vs-three-turns identity, the
 extras they hand the loss, and SPO's tracker across a checkpoint."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The generation backend protocol (DESIGN.md "Contracts") and the records it exchanges."""
+"""The generation backend protocol (docs/architecture.md, "Contracts") and the records it exchanges."""
 from __future__ import annotations
 
 from dataclasses import dataclass

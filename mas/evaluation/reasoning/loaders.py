@@ -1,4 +1,4 @@
-"""Reasoning benchmarks from local files in their public formats (ALGORITHMS.md "Reasoning
+"""Reasoning benchmarks from local files in their public formats (docs/algorithms.md, "Reasoning
 evaluation"). Every loader returns `Item`s; a malformed file is a one-line ValueError that names the
 file, the line (or CSV row) and what is wrong.
 

@@ -1,4 +1,4 @@
-"""avg@k and unbiased pass@k over per-item sample results (ALGORITHMS.md "Reasoning evaluation").
+"""avg@k and unbiased pass@k over per-item sample results (docs/algorithms.md, "Reasoning evaluation").
 Pure functions over records; no I/O."""
 from __future__ import annotations
 

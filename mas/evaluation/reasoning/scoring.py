@@ -1,4 +1,4 @@
-"""Answer extraction and scoring (ALGORITHMS.md "Reasoning evaluation").
+"""Answer extraction and scoring (docs/algorithms.md, "Reasoning evaluation").
 
 Math: the text after the last `</think>` (if any) is parsed with math-verify
 `parse(resp, [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()])`, the gold is

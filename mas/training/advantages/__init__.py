@@ -1,4 +1,4 @@
-"""Advantage estimators, registered by name (ALGORITHMS.md "Estimators", ESTIMATORS.md).
+"""Advantage estimators, registered by name (docs/algorithms.md, "Estimators").
 
     estimate(name, batch, **cfg) -> Tensor[len(batch)] float32       stateless estimators
     estimate(name, batch, return_aux=True, **cfg) -> (Tensor, dict)    plus per-row loss_mask/weight

@@ -1,4 +1,4 @@
-"""Shared helpers for advantage estimators (ALGORITHMS.md "Identities").
+"""Shared helpers for advantage estimators (docs/algorithms.md, "Identities").
 
 Conventions every estimator follows:
 - a trajectory is (episode, seat); its return R = sum of the turn rewards of its rows;

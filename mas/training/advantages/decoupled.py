@@ -1,4 +1,4 @@
-"""GDPO (Liu et al., arXiv:2601.05242, NVIDIA; ESTIMATORS.md section 4): group-normalize each reward
+"""GDPO (Liu et al., arXiv:2601.05242, NVIDIA; docs/algorithms.md, `gdpo`): group-normalize each reward
 component on its own, then sum and normalize once over the batch."""
 from __future__ import annotations
 

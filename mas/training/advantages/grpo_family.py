@@ -1,11 +1,11 @@
-"""More group-normalized trajectory-level estimators (ESTIMATORS.md sections 5, 6, 9, 10a).
+"""More group-normalized trajectory-level estimators (docs/algorithms.md, "Estimators").
 
 Each computes one advantage per trajectory (episode, seat) from its return R (the sum of its turn
 rewards), with one entry per trajectory in every group statistic, and gives it to every turn of the
-trajectory. Groups are keyed by `group_by`, by default `("group_id",)` as in `grpo`. ESTIMATORS.md's
+trajectory. Groups are keyed by `group_by`, by default `("group_id",)` as in `grpo`. The papers'
 default key adds the seat; with two seats of a self-play game in one group of size 1, that key would
 leave every group with one trajectory and every advantage at 0, so mas keeps grpo's key and offers
-`group_by=("group_id", "seat")`. A group of one trajectory gives 0 (ALGORITHMS.md), not the raw
+`group_by=("group_id", "seat")`. A group of one trajectory gives 0 (docs/algorithms.md), not the raw
 return some reference code gives.
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ def agrae(batch: TurnBatch, *, base: str = "grpo", accuracy_scale: float = 1.0, 
     A_hard = 0.5 A0 / (sqrt(mu_K) + eps), A_easy = 0.5 A0 / (1 - sqrt(mu_K) + eps),
     A1 = (1 - mu) A_easy + mu A_hard, and positive A1 is scaled by min(1, mu / accuracy_scale).
     Implemented as the formula, without the reference code's schedule that never fires
-    (ESTIMATORS.md section 9). Groups of one trajectory get 0 and are left out of mu."""
+    (docs/algorithms.md, `agrae`). Groups of one trajectory get 0 and are left out of mu."""
     if base not in ("grpo", "dr_grpo"):
         raise ValueError(f"agrae: base must be grpo or dr_grpo, got {base!r}")
     if accuracy_scale <= 0:
@@ -148,7 +148,7 @@ def mapo(batch: TurnBatch, *, gamma: float = 1.0, mix: float = 0.5, unbiased: bo
          group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
     """MAPO for multi-turn dialogue (arXiv:2603.06194). **A reconstruction**: only the abstract was
     reachable, so the formula form, `mix`, `gamma` and the std convention are our choices
-    (ESTIMATORS.md section 7), to be checked against the paper's method section.
+    (docs/algorithms.md, `mapo`), to be checked against the paper's method section.
 
     Per turn row i with reward-to-go G_i (over its seat's own turns, discount `gamma`):
     `A_turn` normalizes G_i among the rows of the same group and own-turn index (0 for a set of one),

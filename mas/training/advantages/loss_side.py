@@ -1,4 +1,4 @@
-"""Estimators whose output also steers the loss (ESTIMATORS.md sections 3 and 10c): MC-GRPO masks
+"""Estimators whose output also steers the loss (docs/algorithms.md, "Loss-side extras"): MC-GRPO masks
 one pivot trajectory per group out of the loss; COPO blends a group-level and a trajectory-level
 advantage token by token. Called with `return_aux=True` they return those per-row extras; the
 training run applies them (mas/run.py), plain `estimate` returns the advantages alone."""
@@ -33,7 +33,7 @@ def mc_grpo(batch: TurnBatch, *, scale: str = "mad", mad_eps: float = 1e-3, zero
 
     MAD = 0 with R not all equal (binary rewards whenever a majority agrees): the reference divides
     by mad_eps alone, giving +-1000 (`zero_mad: eps`); mas's default `zero_mad: unscaled` uses
-    `R - m` there, following ALGORITHMS.md's rule against blowing up a degenerate statistic.
+    `R - m` there, following docs/algorithms.md's rule against blowing up a degenerate statistic.
     A group of one trajectory gets 0 and is masked."""
     if scale not in ("mad", "none"):
         raise ValueError(f"mc_grpo: scale must be mad or none, got {scale!r}")
@@ -83,7 +83,7 @@ def copo(batch: TurnBatch, *, mode: str = "soft with forced", b: float = 0.5, k:
     keeps w, `only global` uses w = 0, `no global` w = 1. The returned advantage is the blend
     `(1 - w) A_glob + w A_loc`, which equals the loss's blend while the ratio is 1 and unclipped;
     aux holds `adv_global`, `adv_local` and `blend_w` per row. The paper's configured b, k and
-    mode could not be checked (ESTIMATORS.md 10c); these are the code's function defaults."""
+    mode could not be checked (docs/algorithms.md, `copo`); these are the code's function defaults."""
     if mode not in COPO_MODES:
         raise ValueError(f"copo: mode must be one of {', '.join(map(repr, COPO_MODES))}, got {mode!r}")
     returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)

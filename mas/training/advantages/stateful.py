@@ -53,7 +53,7 @@ class RoleAdvantage:
 
 @register_estimator("spo")
 class SingleStreamValue:
-    """SPO single-stream advantages (Xu & Ding, arXiv:2509.13232; ESTIMATORS.md section 8).
+    """SPO single-stream advantages (Xu & Ding, arXiv:2509.13232; docs/algorithms.md, `spo`).
 
     A Beta posterior per task key (`key` columns, default env, task and seat; a game whose start
     never changes is one task per seat: `key: [env, seat]`) tracks the success rate p of that

@@ -1,4 +1,4 @@
-"""avg@k and unbiased pass@k against hand-computed values (ALGORITHMS.md "Reasoning evaluation")."""
+"""avg@k and unbiased pass@k against hand-computed values (docs/algorithms.md, "Reasoning evaluation")."""
 from __future__ import annotations
 
 from itertools import combinations
