@@ -10,7 +10,8 @@ All maths runs in float64 on CPU; estimators cast the final per-row result to fl
 """
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+import math
+from typing import Any, Callable, Hashable, Sequence
 
 import torch
 
@@ -108,6 +109,30 @@ def trajectory_returns(batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
     reward = torch.as_tensor(column(batch, "reward"), dtype=torch.float64)
     returns = torch.zeros(num, dtype=torch.float64).index_add_(0, index, reward)
     return returns, index, num
+
+
+RETURN_BOUND_TOL = 1e-6
+"""How far past a bound a trajectory return may lie and still count as on it, relative to the width
+of the bounds (max_reward - min_reward; max(1, |bound|) for a one-sided bound). A return that
+equals a bound can sum past it: rewards are stored as float32, so three turns of 1/3 give
+1.00000003. A miss wider than this is a reward outside the bounds."""
+
+
+def bounded_returns(returns: torch.Tensor, low: float, high: float,
+                    error: Callable[[float, float], str]) -> torch.Tensor:
+    """`returns` clamped onto [low, high] (either may be infinite). A return further than
+    RETURN_BOUND_TOL past a bound raises ValueError(error(lowest return, highest return)), one line
+    that names the option to change: an estimator that rescales returns by its bounds to a success
+    rate in [0, 1] (or compares them with its best payoff) is wrong on returns outside them."""
+    if not returns.numel():
+        return returns
+    finite = [abs(b) for b in (low, high) if math.isfinite(b)]
+    width = high - low if len(finite) == 2 else max([1.0, *finite])
+    slack = RETURN_BOUND_TOL * width
+    lowest, highest = float(returns.min()), float(returns.max())
+    if lowest < low - slack or highest > high + slack:
+        raise ValueError(error(lowest, highest))
+    return returns.clamp(min=low, max=high)
 
 
 def per_trajectory(batch: Any, name: str, index: torch.Tensor, num: int) -> list:

@@ -18,8 +18,8 @@ import torch
 from mas.records import TurnBatch
 
 from . import register_estimator
-from .common import (EPS, column, dense_index, group_normalize, group_stats, per_trajectory, to_advantages,
-                     trajectory_returns)
+from .common import (EPS, bounded_returns, column, dense_index, group_normalize, group_stats, per_trajectory,
+                     to_advantages, trajectory_returns)
 
 
 def _trajectory_groups(batch: TurnBatch, group_by: Sequence[str]):
@@ -32,10 +32,11 @@ def _trajectory_groups(batch: TurnBatch, group_by: Sequence[str]):
     return returns, traj_of_row, group_of_traj, num_groups
 
 
-def _check_range(name: str, returns: torch.Tensor, low: float, high: float) -> None:
-    if returns.numel() and (returns.min() < low - 1e-9 or returns.max() > high + 1e-9):
-        raise ValueError(f"{name}: trajectory returns must lie in [{low:g}, {high:g}], got "
-                         f"[{float(returns.min()):g}, {float(returns.max()):g}]; rescale the rewards")
+def _check_range(name: str, returns: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """`returns` clamped onto [low, high]; one just past a bound from float32 rounding is on it
+    (common.RETURN_BOUND_TOL), one further out is an error."""
+    return bounded_returns(returns, low, high, lambda lo, hi: f"{name}: trajectory returns must lie in "
+                           f"[{low:g}, {high:g}], got [{lo:g}, {hi:g}]; rescale the rewards")
 
 
 @register_estimator("dr_grpo")
@@ -59,9 +60,9 @@ def ngrpo(batch: TurnBatch, *, max_reward: float = 1.0, virtual_samples: int = 1
     returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
     if virtual_samples < 0:
         raise ValueError(f"ngrpo: virtual_samples must be >= 0, got {virtual_samples}")
-    if returns.numel() and float(returns.max()) > max_reward + 1e-9:
-        raise ValueError(f"ngrpo: max_reward {max_reward:g} is below a trajectory return "
-                         f"{float(returns.max()):g}; set ngrpo's max_reward to the game's best payoff")
+    returns = bounded_returns(returns, -math.inf, max_reward, lambda lo, hi: (
+        f"ngrpo: max_reward {max_reward:g} is below a trajectory return {hi:g}; set ngrpo's max_reward to the "
+        f"game's best payoff"))
     m = int(virtual_samples)
     count = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_of_traj, torch.ones_like(returns))
     total = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, group_of_traj, returns) + m * max_reward
@@ -93,7 +94,7 @@ def bnpo(batch: TurnBatch, *, min_reward: float = 0.0, max_reward: float = 1.0,
     if max_reward <= min_reward:
         raise ValueError(f"bnpo: max_reward must exceed min_reward, got {min_reward:g} and {max_reward:g}")
     returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
-    _check_range("bnpo", returns, min_reward, max_reward)
+    returns = _check_range("bnpo", returns, min_reward, max_reward)
     x = (returns - min_reward) / (max_reward - min_reward)
     p_group, _, count, _ = group_stats(x, group_of_traj, num_groups)
     fitted = p_group[count >= 2]
@@ -128,7 +129,7 @@ def agrae(batch: TurnBatch, *, base: str = "grpo", accuracy_scale: float = 1.0, 
     if max_reward <= min_reward:
         raise ValueError(f"agrae: max_reward must exceed min_reward, got {min_reward:g} and {max_reward:g}")
     returns, traj_of_row, group_of_traj, num_groups = _trajectory_groups(batch, group_by)
-    _check_range("agrae", returns, min_reward, max_reward)
+    returns = _check_range("agrae", returns, min_reward, max_reward)
     returns = (returns - min_reward) / (max_reward - min_reward)
     a0 = group_normalize(returns, group_of_traj, num_groups, scale_by_std=base == "grpo", unbiased=True)
     mean, _, count, _ = group_stats(returns, group_of_traj, num_groups)

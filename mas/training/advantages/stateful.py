@@ -10,7 +10,7 @@ from mas.records import Turn, TurnBatch
 from mas.training.beta_tracker import BetaTracker
 
 from . import register_estimator
-from .common import per_trajectory, to_advantages, trajectory_returns, whiten
+from .common import bounded_returns, per_trajectory, to_advantages, trajectory_returns, whiten
 
 
 @register_estimator("rae")
@@ -84,9 +84,8 @@ class SingleStreamValue:
 
     def _trajectories(self, batch: TurnBatch):
         returns, traj_of_row, num_traj = trajectory_returns(batch)
-        if returns.numel() and (returns.min() < self.low - 1e-9 or returns.max() > self.high + 1e-9):
-            raise ValueError(f"spo: trajectory returns must lie in [{self.low:g}, {self.high:g}], got "
-                             f"[{float(returns.min()):g}, {float(returns.max()):g}]; set min_reward/max_reward")
+        returns = bounded_returns(returns, self.low, self.high, lambda lo, hi: f"spo: trajectory returns must lie "
+                                  f"in [{self.low:g}, {self.high:g}], got [{lo:g}, {hi:g}]; set min_reward/max_reward")
         success = (returns - self.low) / (self.high - self.low)
         parts = [per_trajectory(batch, name, traj_of_row, num_traj) for name in self.key]
         keys = ["|".join(map(str, values)) for values in zip(*parts)] if parts else [""] * num_traj
