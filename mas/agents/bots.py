@@ -60,7 +60,7 @@ class MCTSBot:
         from open_spiel.python.algorithms import mcts  # heavy-ish import, only when used
         import pyspiel
 
-        game = getattr(env, "game", None)
+        game = env.game
         if game is None:
             raise ValueError(f"bot '{name}' needs an OpenSpiel env; env '{env.id}' has no pyspiel game")
         gtype = game.get_type()
@@ -99,7 +99,7 @@ class CFRBot:
     def __init__(self, name: str, env: Env):
         from mas.agents import cfr
 
-        game = getattr(env, "game", None)
+        game = env.game
         if game is None:
             raise ValueError(f"bot '{name}' plays only kuhn_poker and leduc_poker; env '{env.id}' is not an OpenSpiel game")
         self.name = name

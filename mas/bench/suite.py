@@ -88,7 +88,7 @@ def compare_rollout(setup, settings: BenchSettings) -> dict:
               "naive_transformers": rollout.median_run(plain).as_dict(),
               "speedup_vs_naive_transformers": statistics.median(n.seconds / e.seconds for e, n in zip(engines, plain)),
               "engine_vs_floor": statistics.median(e.seconds / f for e, f in zip(engines, floors))}
-    if getattr(setup.env, "history", False):  # the same games with KV-cache reuse switched off
+    if setup.env.history:  # the same games with KV-cache reuse switched off
         kept = setup.worker.backend.kept
         budget, kept.budget = kept.budget, 0
         runs = [rollout.run_engine(setup, settings.games, seed=settings.seed)[0] for _ in range(settings.repeats)]

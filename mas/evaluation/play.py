@@ -12,8 +12,6 @@ import re
 import sys
 from typing import TextIO
 
-import pyspiel
-
 from mas.agents.backends.base import Generation, GenerationRequest
 from mas.agents.chat import PromptTokenizer
 from mas.evaluation.loading import LoadedPolicy, load_policy, policy_folder, trained_setup
@@ -37,18 +35,10 @@ def parse_human(text: str, legal: list[str]) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def perfect_information(state) -> bool:
-    native = getattr(state, "native", None)
-    if native is None:
-        return False
-    info = native().get_game().get_type().information
-    return info == pyspiel.GameType.Information.PERFECT_INFORMATION
-
-
-def human_view(state, seat: int, legal: list[str]) -> str:
-    """The board of a perfect-information game; elsewhere the env's last message to `seat` (its
-    own view only), without the legal-actions line that is printed separately."""
-    if perfect_information(state):
+def human_view(state, seat: int, legal: list[str], board: bool) -> str:
+    """The board of a perfect-information game (`board`); elsewhere the env's last message to
+    `seat` (its own view only), without the legal-actions line that is printed separately."""
+    if board:
         return str(state.native())
     users = [m["content"] for m in state.messages(seat) if m["role"] == "user"]
     if not users:
@@ -82,8 +72,9 @@ class AgentSide:
 class Table:
     """One game in the terminal: prints to `out`, reads the human's moves from `inp`."""
 
-    def __init__(self, state, seats: int, human: int, agent: AgentSide, inp: TextIO, out: TextIO):
-        self.state, self.seats, self.human, self.agent = state, seats, human, agent
+    def __init__(self, env, state, human: int, agent: AgentSide, inp: TextIO, out: TextIO):
+        self.state, self.seats, self.human, self.agent = state, env.num_seats, human, agent
+        self.board = env.perfect_information
         self.inp, self.out = inp, out
         self.log: list[str] = []  # "you <BET>", "agent <PASS>": the moves, for the final view
 
@@ -111,7 +102,7 @@ class Table:
         """Ask until a legal move is given and play it; False when the human quits or input ends."""
         legal = self.state.legal_actions(self.human)
         self.say(f"\n--- your turn (seat {self.human}) ---")
-        view = human_view(self.state, self.human, legal)
+        view = human_view(self.state, self.human, legal, self.board)
         if view:
             self.say(view)
         self.say("legal moves: " + " ".join(legal))
@@ -153,13 +144,13 @@ class Table:
 
     def finish(self) -> None:
         self.say("\n--- game over ---")
-        if perfect_information(self.state):
+        if self.board:
             self.say(str(self.state.native()))
         self.say("moves: " + (", ".join(self.log) if self.log else "none"))
         outcome = self.state.outcomes()[self.human]
         words = {"win": "you win", "draw": "draw", "loss": "you lose", "invalid": "you lose (invalid move)"}
         line = f"result: {words.get(outcome, outcome)}"
-        scores = self.state.game_returns() if hasattr(self.state, "game_returns") else []
+        scores = self.state.game_returns()
         if any(scores):  # 0 everywhere after an invalid move or a turn-limit draw: nothing to add
             parts = [f"you {scores[self.human]:+g}"] + [
                 f"{self.agent_name(s)} {v:+g}" for s, v in enumerate(scores) if s != self.human
@@ -185,7 +176,7 @@ def run_play(args, inp: TextIO | None = None, out: TextIO | None = None) -> int:
           f"(constrained={loaded.agent.constrained}, temperature={args.temperature:g}, seed {args.seed}). "
           f"Type a move, or 'quit'.", file=out, flush=True)
     try:
-        return Table(state, env.num_seats, args.seat, AgentSide(loaded, args.seed), inp, out).play()
+        return Table(env, state, args.seat, AgentSide(loaded, args.seed), inp, out).play()
     except KeyboardInterrupt:
         print("\ninterrupted: game abandoned, no result.", file=out, flush=True)
         return 130

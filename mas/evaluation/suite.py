@@ -199,7 +199,7 @@ def build(suite: Suite, player, policy_dir: Path | None = None) -> list[Match]:
             engine = RolloutEngine(env, {}, {})
         else:
             engine, measured = RolloutEngine(env, *player.engine_parts()), player.agent
-        poker = bool(getattr(getattr(env, "renderer", None), "is_poker", False))
+        poker = env.pays_chips
         for spec, bot in opponents.items():
             matches.append(Match(env.id, spec, engine, measured, bot, env.num_seats, seats, entry.games,
                                  row_seed(suite.seed, env.id, spec), poker))

@@ -58,12 +58,16 @@ def make(spec: Any) -> Env:
         raise ValueError(f"env spec must be a name or a mapping, got {type(spec).__name__}")
     factory = get_env_factory(str(name))
     try:
-        return factory(**options)
+        env = factory(**options)
     except TypeError as e:
         msg = str(e)
         if "unexpected keyword argument" in msg or "missing" in msg and "required" in msg:
             raise ValueError(f"env '{name}': {msg.split(') ', 1)[-1]}") from None
         raise
+    if not isinstance(env, Env):
+        raise TypeError(f"env '{name}': its factory returned a {type(env).__name__}, which does not inherit "
+                        "mas.games.Env (see docs/games.md)")
+    return env
 
 
 def env_spec(cfg) -> dict:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mas.games.arithmetic import ArithmeticTask, parse_number
-from mas.games.base import Env, StepResult, register_env
+from mas.games.base import Env, EnvState, StepResult, register_env
 
 __all__ = ["AdversarialEnv", "AdversarialSpec", "episode_metrics"]
 
@@ -99,8 +99,11 @@ class AdversarialEnv(Env):
     def reset(self, seed: int) -> "AdversarialState":
         return AdversarialState(self, seed)
 
+    def episode_metrics(self, infos: list[dict]) -> dict[str, float]:
+        return episode_metrics(infos)
 
-class AdversarialState:
+
+class AdversarialState(EnvState):
     def __init__(self, env: AdversarialEnv, seed: int):
         self.env, self.spec = env, env.spec
         rng = np.random.default_rng(seed)
@@ -250,12 +253,6 @@ class AdversarialState:
         success = any(self.compromised())
         att = ["win" if success else "loss"] * self.n_att
         return att + ["win" if self.correct() and not success else "loss"] * len(self.spec.defenders)
-
-    def native(self) -> None:
-        return None
-
-    def action_text(self, action_id: int, seat: int | None = None) -> str:
-        raise ValueError("adversarial envs have no native actions")
 
     def info(self) -> dict:
         hits = self.compromised()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mas.games.base import Env, RewardConfig, StepResult, parse_action
+from mas.games.base import Env, EnvState, RewardConfig, StepResult, parse_action
 
 
 class CustomGame(Env):
@@ -52,7 +52,7 @@ class CustomGame(Env):
         return CustomState(self, seed)
 
 
-class CustomState:
+class CustomState(EnvState):
     def __init__(self, game: CustomGame, seed: int):
         self.game = game
         self.state = game.new_state(np.random.default_rng(seed))
@@ -139,9 +139,6 @@ class CustomState:
         if self.result is None:
             raise ValueError("outcomes are defined only at the end of an episode")
         return list(self.result)
-
-    def native(self) -> None:
-        return None
 
     def action_text(self, action_id: int, seat: int | None = None) -> str:
         raise ValueError(f"'{self.game.id}' is a custom game: it has no native action ids")

@@ -10,12 +10,13 @@ observation / information-state strings.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 import pyspiel
 
-from mas.games.base import Env, RewardConfig, StepResult, parse_action, register_env
+from mas.games.base import Env, EnvState, RewardConfig, StepResult, parse_action, register_env
 from mas.games.renderers import Renderer, make_renderer
 
 __all__ = ["OpenSpielEnv", "OpenSpielState", "Renderer", "make_renderer"]
@@ -73,21 +74,29 @@ class OpenSpielEnv(Env):
         self.history = bool(history)
         # intermediate rewards (Hanabi): paid as they come, to every seat they name
         self.step_rewards = gtype.reward_model == pyspiel.GameType.RewardModel.REWARDS
+        self.cooperative = gtype.utility == pyspiel.GameType.Utility.IDENTICAL
+        self.perfect_information = gtype.information == pyspiel.GameType.Information.PERFECT_INFORMATION
+        self.pays_chips = self.renderer.is_poker
         self.reset(0)  # a game whose first position cannot be rendered fails here, not mid-run
 
     def reset(self, seed: int) -> "OpenSpielState":
         return OpenSpielState(self, seed)
 
+    def reset_explicit_chance(self) -> "OpenSpielState":
+        return OpenSpielState(self, 0, explicit_chance=True)
+
     def __repr__(self) -> str:
         return f"OpenSpielEnv(id={self.id!r}, game={self.game_name!r}, rewards={self.rewards.mode!r})"
 
 
-class OpenSpielState:
-    """One episode of an `OpenSpielEnv` (implements `mas.games.base.EnvState`)."""
+class OpenSpielState(EnvState):
+    """One episode of an `OpenSpielEnv`. With `explicit_chance`, chance events wait for
+    `apply_chance` instead of being drawn from the seed."""
 
-    def __init__(self, env: OpenSpielEnv, seed: int):
+    def __init__(self, env: OpenSpielEnv, seed: int, *, explicit_chance: bool = False):
         self.env = env
         self.seed = seed
+        self.explicit_chance = explicit_chance
         self._rng = np.random.default_rng(seed)
         self._state = env.game.new_initial_state()
         self._r = env.rewards
@@ -109,9 +118,22 @@ class OpenSpielState:
             self._finish_game({s: 0.0 for s in range(n)})
         self._prepare()
 
+    def clone(self) -> "OpenSpielState":
+        twin = copy.copy(self)
+        twin._state = self._state.clone()
+        twin._rng = copy.deepcopy(self._rng)
+        twin._chat = [list(chat) for chat in self._chat]  # messages are never changed, only appended
+        twin._events = [list(events) for events in self._events]
+        twin._legal = dict(self._legal)
+        twin._joint = dict(self._joint)
+        twin._returns = list(self._returns)
+        twin._game_returns = list(self._game_returns)
+        twin._outcomes = None if self._outcomes is None else list(self._outcomes)
+        return twin
+
     # -- protocol ---------------------------------------------------------------------------
     def current_seats(self) -> list[int]:
-        if self._terminal:
+        if self._terminal or self._state.is_chance_node():
             return []
         if self._state.is_simultaneous_node():
             return [p for p in range(self.env.num_seats) if p not in self._joint and self._state.legal_actions(p)]
@@ -198,6 +220,22 @@ class OpenSpielState:
     def native(self) -> pyspiel.State:
         return self._state
 
+    def chance_outcomes(self) -> list[tuple[int, float]]:
+        if self._terminal or not self._state.is_chance_node():
+            return []
+        return [(int(a), float(p)) for a, p in self._state.chance_outcomes()]
+
+    def apply_chance(self, outcome: int) -> None:
+        if not self.chance_outcomes():
+            raise ValueError("no chance event is pending")
+        self._state.apply_action(outcome)
+        if self._state.is_terminal():
+            rewards = {s: 0.0 for s in range(self.env.num_seats)}
+            self._finish_game(rewards)
+            self._step(rewards, "chance")
+        else:
+            self._prepare()
+
     def action_text(self, action_id: int, seat: int | None = None) -> str:
         if seat is None:
             seat = self.current_seats()[0]
@@ -215,7 +253,7 @@ class OpenSpielState:
             raise ValueError(f"seat {seat} is not to act (to act: {self.current_seats()})")
 
     def _resolve_chance(self) -> None:
-        while self._state.is_chance_node():
+        while self._state.is_chance_node() and not self.explicit_chance:
             outcomes, probs = zip(*self._state.chance_outcomes())
             p = np.asarray(probs, dtype=np.float64)
             self._state.apply_action(outcomes[int(self._rng.choice(len(outcomes), p=p / p.sum()))])

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mas.games.arithmetic import ArithmeticTask, Problem
-from mas.games.base import Env, StepResult, extract_answer, register_env
+from mas.games.base import Env, EnvState, StepResult, extract_answer, register_env
 
 __all__ = ["WorkflowSpec", "WorkflowEnv", "WORKFLOW_TYPES", "TASKS"]
 
@@ -56,7 +56,7 @@ class WorkflowSpec:
 
 # --- the shared state machinery -----------------------------------------------------------------
 
-class WorkflowState:
+class WorkflowState(EnvState):
     """One episode: one question, per-seat chats, the answers so far. Subclasses decide who acts
     next (`_advance`) and what each seat is told (`_news`)."""
 
@@ -139,12 +139,6 @@ class WorkflowState:
 
     def outcomes(self) -> list[str]:
         return ["win" if self.correct() else "loss"] * len(self.rewards)
-
-    def native(self) -> None:
-        return None
-
-    def action_text(self, action_id: int, seat: int | None = None) -> str:
-        raise ValueError("workflow envs have no native actions")
 
     def correct(self) -> bool:
         return self.final is not None and self.env.task.check(self.final, self.problem)

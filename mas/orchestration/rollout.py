@@ -69,8 +69,7 @@ def answer_candidates(prompts: PromptTokenizer, state, seat: int, agent: Agent) 
     if not legal:
         return None
     # an env may say how answers are written for a seat (a verifier's <verify>...)
-    template = getattr(state, "answer_template", None)
-    fmt = template(seat) if template else agent.answer_format
+    fmt = state.answer_template(seat) or agent.answer_format
     return prompts.answer_candidates([fmt.format(action=a) for a in legal])
 
 
@@ -178,8 +177,7 @@ class RolloutEngine:
             ep.seats[seat].prompt_ids = ids
             candidates = answer_candidates(self.prompts[agent.policy], ep.state, seat, agent)
             # keep the turn's KV cache where the next turn will extend it (envs with history)
-            keep = bool(getattr(ep.env, "history", True))
-            requests.append(GenerationRequest(prompt_ids=ids, candidates=candidates, reuse=r, keep=keep))
+            requests.append(GenerationRequest(prompt_ids=ids, candidates=candidates, reuse=r, keep=ep.env.history))
         return requests
 
     def _record(self, ep: _Live, seat: int, agent: Agent, request, gen, stats: RolloutStats) -> None:
@@ -201,7 +199,7 @@ class RolloutEngine:
             allowed_ids=gen.allowed_ids,
             truncated=not gen.finished,
             agent_group=agent.group or agent.name,
-            obs_key=ep.state.obs_key(seat) if hasattr(ep.state, "obs_key") else "",
+            obs_key=ep.state.obs_key(seat),
         )
         ctx.turns += 1
         ctx.last_turn = turn
@@ -213,7 +211,7 @@ class RolloutEngine:
             return
         # Games treat an answer cut off at max_new_tokens as an invalid move; a workflow reads what
         # was written (a benchmark's final answer may well stand before the cut).
-        if gen.finished or getattr(ep.state, "reads_cut_off_answers", False):
+        if gen.finished or ep.state.reads_cut_off_answers:
             result = self._apply(ep, seat, lambda: ep.state.apply(seat, gen.text))
         else:
             result = self._apply(ep, seat, lambda: ep.state.apply_invalid(seat, "cut off at max_new_tokens"))
@@ -234,9 +232,8 @@ class RolloutEngine:
 
     def _finish(self, ep: _Live) -> Episode:
         state = ep.state
-        outcomes = list(state.outcomes())
         for turn in ep.turns:
-            turn.outcome_key = state.outcome_key(turn.seat) if hasattr(state, "outcome_key") else outcomes[turn.seat]
+            turn.outcome_key = state.outcome_key(turn.seat)
             turn.task = str(ep.spec.seed)
         return Episode(
             episode_id=ep.spec.episode_id,
@@ -245,8 +242,8 @@ class RolloutEngine:
             seed=ep.spec.seed,
             turns=ep.turns,
             returns=list(state.returns()),
-            outcomes=outcomes,
+            outcomes=list(state.outcomes()),
             seat_players=[getattr(p, "name", str(p)) for p in ep.spec.players],
             game_returns=list(state.game_returns()),
-            info=state.info() if hasattr(state, "info") else {},
+            info=state.info(),
         )

@@ -33,7 +33,7 @@ def seat_agents(cfg: Config, agents: dict[str, Agent], env) -> list[Agent]:
     """The agent on each seat: a workflow names its seats; in a game `env.seats` does, else one
     agent plays every seat (self-play) or the agents take the seats in order."""
     num_seats = env.num_seats
-    if getattr(env, "seat_names", None):
+    if env.seat_names:
         names = list(env.seat_names)
     elif cfg.env.seats is not None:
         names = list(cfg.env.seats)
