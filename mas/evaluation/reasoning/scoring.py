@@ -2,7 +2,11 @@
 
 Math: the text after the last `</think>` (if any) is parsed with math-verify
 `parse(resp, [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()])`, the gold is
-wrapped in `$...$` and parsed the same way, and `verify(gold, pred)` decides. Choice: the last
+wrapped in `$...$` and parsed the same way, and `verify(gold, pred)` decides. An explicit final-answer
+marker wins over numbers elsewhere: the last `\boxed{}` (math-verify ranks it first, rightmost
+winning) or GSM8K's `#### N` line, whichever comes later; a `####` line is parsed alone, since
+math-verify would otherwise prefer a number near the word "answer" ("express the answer as a
+percentage: ... = 33.333%, which rounds down to 33%\n#### 33" gave 33.333). Choice: the last
 `Answer: X` (A-E) against the gold letter.
 
 Scoring runs in spawned worker processes: math-verify's timeouts and ours use SIGALRM, which only
@@ -27,6 +31,10 @@ from mas.evaluation.reasoning.metrics import Report
 
 # "Answer: X" (also "answer is X", markdown, "(X)", "\boxed{X}"); the letter itself must be upper case
 CHOICE_RE = re.compile(r"(?i:answer)\s*(?:(?i:is))?\s*[:：]?\s*[*_\s]*(?:\\boxed\{|\\text\{|\()?\s*([A-E])\b(?![\w'])")
+# GSM8K's final-answer line, "#### 1,234": a number alone on its line after the marker, so that a
+# markdown heading ("#### Step 2: ...", "#### 1. Read the problem") is not taken for one
+FINAL_LINE_RE = re.compile(r"^[ \t]*####[ \t]*\$?[ \t]*(-?(?:\d[\d,]*(?:\.\d+)?|\.\d+))[ \t]*%?\.?[ \t]*$",
+                           re.MULTILINE)
 KILL_GRACE_S = 5.0  # the hard per-item limit: timeout x samples + this
 
 
@@ -61,6 +69,24 @@ def _parse(text: str, signals: bool) -> list:
     return parse(text, _extraction_config(), parsing_timeout=5 if signals else None)
 
 
+def _final_line(text: str) -> str | None:
+    """The number on the last `#### N` line when no `\\boxed` comes after it, commas dropped as the
+    loader drops them from the gold ("#### 1,234" -> "1234"), else None."""
+    found = list(FINAL_LINE_RE.finditer(text))
+    if not found or found[-1].start() < text.rfind("\\boxed"):
+        return None
+    return found[-1].group(1).replace(",", "")
+
+
+def _parse_response(response: str, signals: bool) -> list:
+    """math-verify's reading of a response after its last `</think>`: the `#### N` line alone where
+    it is the final marker, the whole text otherwise (a `\\boxed{}` or, without a marker, the
+    current ranking of numbers)."""
+    text = after_think(response)
+    final = _final_line(text)
+    return _parse(text if final is None else final, signals)
+
+
 def _choice(response: str) -> str | None:
     found = CHOICE_RE.findall(after_think(response))
     return found[-1].upper() if found else None
@@ -72,7 +98,7 @@ def extract_answer(response: str, kind: str) -> str | None:
         return _choice(response)
     if kind != "math":
         raise ValueError(f"unknown answer kind '{kind}'; expected math or choice")
-    parsed = _parse(after_think(response), threading.current_thread() is threading.main_thread())
+    parsed = _parse_response(response, threading.current_thread() is threading.main_thread())
     return str(parsed[-1]) if parsed else None
 
 
@@ -106,7 +132,7 @@ def score_item(gold: str, kind: str, responses: list[str], timeout: float, use_a
                     signal.setitimer(signal.ITIMER_REAL, timeout)
                 if gold_parsed is None:
                     gold_parsed = _parse(f"${gold}$", signals=False) or [gold]
-                pred = _parse(after_think(response), signals=False)
+                pred = _parse_response(response, signals=False)
                 extracted = str(pred[-1]) if pred else None
                 correct = bool(pred) and verify(gold_parsed, pred, timeout_seconds=None)
                 _armed = False
