@@ -10,7 +10,7 @@ import numpy as np
 
 from mas.evaluation.games import wilson_interval
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
-from mas.seeding import stable_seed
+from mas.seeding import ATTACK_EPISODE_IDS, stable_seed
 
 ATTACK_KINDS = "static (the project's file), static:FILE, checkpoint:PATH, none"
 
@@ -65,7 +65,7 @@ def write_static_attacks(path: str | Path) -> Path:
 def evaluate_defense(env, engine: RolloutEngine, attackers: list, defenders: list, episodes: int, seed: int) -> dict:
     """`episodes` episodes with the given players (the env's attack_rate decides which are
     attacked: use 1 to measure attacks, 0 for clean accuracy); ASR, contagion and accuracy with intervals."""
-    specs = [EpisodeSpec(30_000_000 + k, 30_000_000 + k, stable_seed(seed, k), [*attackers, *defenders])
+    specs = [EpisodeSpec(ATTACK_EPISODE_IDS + k, ATTACK_EPISODE_IDS + k, stable_seed(seed, k), [*attackers, *defenders])
              for k in range(episodes)]
     played, _ = engine.play(specs, seed=seed)
     infos = [ep.info for ep in played]

@@ -10,7 +10,7 @@ import numpy as np
 from mas.agents.agent import Agent
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
 from mas.records import Episode
-from mas.seeding import stable_seed
+from mas.seeding import MATCH_EPISODE_IDS, stable_seed
 
 Z95 = 1.959963984540054
 
@@ -75,7 +75,7 @@ def play_matches(
     num_seats: int,
     games: int,
     seed: int,
-    first_episode_id: int = 10_000_000,
+    first_episode_id: int = MATCH_EPISODE_IDS,
     env=None,  # the game, when the engine plays several; None: the engine's env
     seats: list[int] | None = None,  # the measured side's seats (default: all, in turn)
 ) -> tuple[MatchResult, list[Episode]]:

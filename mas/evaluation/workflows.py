@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from mas.evaluation.games import wilson_interval
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
-from mas.seeding import stable_seed
+from mas.seeding import EVAL_EPISODE_IDS, stable_seed
 
 
 def team_accuracy(engine: RolloutEngine, players: list, games: int, seed: int,
-                  first_episode_id: int = 20_000_000, tasks: list[int] | None = None) -> dict:
+                  first_episode_id: int = EVAL_EPISODE_IDS, tasks: list[int] | None = None) -> dict:
     """The share of `games` problems the team answers right: fresh ones, or the task seeds
     `tasks` in turn (a training pool)."""
     specs = [EpisodeSpec(episode_id=first_episode_id + i, group_id=first_episode_id + i,

@@ -19,7 +19,7 @@ from mas.agents.agent import Agent
 from mas.agents.models import load_tokenizer
 from mas.orchestration.handles import LocalHandle
 from mas.orchestration.workers import PolicyWorker, WorkerSpec
-from mas.seeding import stable_seed
+from mas.seeding import POOL_STREAM, stable_seed
 from mas.training import checkpoint
 
 ELO_K = 16.0
@@ -62,7 +62,7 @@ class OpponentPool(FrozenOpponent):
         if self.sample == "latest":
             choice = members[-1]
         else:
-            rng = np.random.default_rng(stable_seed(self.seed, iteration, 77))
+            rng = np.random.default_rng(stable_seed(self.seed, iteration, POOL_STREAM))
             weights = np.ones(len(members))
             if self.sample == "prioritized":
                 weights = np.array([1.0 - self._score(m) + 0.05 for m in members])

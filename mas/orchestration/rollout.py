@@ -4,8 +4,10 @@ batched `generate` call (split by sampling settings). Bots answer in-process. Se
 caller's seeds, so a rollout is reproducible (docs/architecture.md, "Determinism")."""
 from __future__ import annotations
 
+import copy
 import time
-from collections import defaultdict
+from collections import ChainMap, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -16,7 +18,7 @@ from mas.agents.backends.base import GenerationRequest
 from mas.agents.chat import PromptTokenizer
 from mas.orchestration.handles import gather
 from mas.records import Episode, Turn
-from mas.seeding import stable_seed
+from mas.seeding import EPISODE_RNG_STREAM, stable_seed
 
 Player = Union[Agent, Any]  # an Agent, or a bot with `name` and `act(state, seat, rng) -> str`
 
@@ -74,7 +76,10 @@ def answer_candidates(prompts: PromptTokenizer, state, seat: int, agent: Agent) 
 
 
 class RolloutEngine:
-    def __init__(self, env, handles: dict[str, Any], tokenizers: dict[str, Any]):
+    """`handles` maps each policy to the handle that serves it: a plain dict, or the run's
+    `PolicyWorkers`, read at every call so that restarted workers are found."""
+
+    def __init__(self, env, handles: Mapping[str, Any], tokenizers: dict[str, Any]):
         self.env = env
         self.handles = handles
         self.frozen: dict[str, Any] = {}
@@ -82,9 +87,16 @@ class RolloutEngine:
 
     def add_policy(self, name: str, handle, tokenizer) -> None:
         """Serve another policy (e.g. a frozen opponent) from now on; kept apart from `handles`,
-        which the controller shares and restarts."""
+        which belong to the run's workers."""
         self.frozen[name] = handle
         self.prompts[name] = PromptTokenizer(tokenizer)
+
+    def serving(self, handles: Mapping[str, Any]) -> "RolloutEngine":
+        """This engine with the policies in `handles` served by those handles instead (e.g. the
+        untrained weights, for a comparison); prompts and frozen opponents are shared."""
+        view = copy.copy(self)
+        view.handles = ChainMap(dict(handles), self.handles)
+        return view
 
     def play(self, specs: list[EpisodeSpec], seed: int) -> tuple[list[Episode], RolloutStats]:
         start = time.perf_counter()
@@ -92,7 +104,7 @@ class RolloutEngine:
         live = []
         for s in specs:
             env = s.env or self.env
-            live.append(_Live(s, env, env.reset(s.seed), np.random.default_rng(stable_seed(s.seed, 7)),
+            live.append(_Live(s, env, env.reset(s.seed), np.random.default_rng(stable_seed(s.seed, EPISODE_RNG_STREAM)),
                               defaultdict(_SeatContext), []))
         round_index = 0
         while True:

@@ -8,6 +8,7 @@ from mas.config import Config, ConfigError
 from mas.config_checks import effective_optimizer
 from mas.orchestration.workers import WorkerSpec
 from mas.seeding import stable_seed
+from mas.training.advantages import loss_needs
 from mas.training.losses import LossConfig
 from mas.training.strategies import OptimizerSettings
 from mas.training.trainer import UpdateSettings
@@ -49,14 +50,11 @@ def seat_agents(cfg: Config, agents: dict[str, Agent], env) -> list[Agent]:
     return [agents[n] for n in names]
 
 
-# Clip ranges an estimator's paper pairs it with, used where training.loss leaves clip_low/high unset
-# (token ratio only): NGRPO's asymmetric clip (arXiv:2509.18851), looser above than below.
-ESTIMATOR_CLIP = {"ngrpo": (0.16, 0.24)}
-
-
 def _clip_range(cfg) -> dict:
+    """training.loss's clip range; where it is unset, the estimator's own (token ratio only)."""
     loss = cfg.training.loss
-    low, high = ESTIMATOR_CLIP.get(cfg.training.estimator, (None, None)) if loss.ratio == "token" else (None, None)
+    own = loss_needs(cfg.training.estimator).clip if loss.ratio == "token" else None
+    low, high = own or (None, None)
     return {"clip_low": low if loss.clip_low is None else loss.clip_low,
             "clip_high": high if loss.clip_high is None else loss.clip_high}
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from mas import runtime
-from mas.agents.backends.hf import HFBackend, load_weights
+from mas.agents.backends import make_backend
+from mas.agents.backends.hf import load_weights
 from mas.agents.models import load_model, load_tokenizer
 from mas.training.losses import LossConfig
 from mas.training.strategies import OptimizerSettings, make_strategy
@@ -63,7 +64,9 @@ class PolicyWorker:
             enable()
             if self.peft is not None:
                 self.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
-        self.backend = self._make_backend(spec)
+        self.backend = make_backend(spec.backend, model=self.model, tokenizer=self.tokenizer,
+                                    model_path=spec.model_path, device=spec.device, dtype=spec.dtype,
+                                    seed=spec.seed, max_batch_size=spec.max_batch_size)
         self.offloaded = False
         self.trainer = None
         if spec.trainable:
@@ -82,14 +85,6 @@ class PolicyWorker:
                 reference_context=self.peft.disable_adapter if self.peft is not None and spec.loss.kl_coef > 0 else None,
                 device=spec.device,
             )
-
-    def _make_backend(self, spec: WorkerSpec):
-        if spec.backend == "vllm":
-            from mas.agents.backends.vllm import VLLMBackend
-
-            # vLLM holds its own copy of the weights; `update` pushes new ones after each step.
-            return VLLMBackend(spec.model_path, dtype=spec.dtype, seed=spec.seed)
-        return HFBackend(self.model, self.tokenizer, device=spec.device, max_batch_size=spec.max_batch_size)
 
     def ready(self) -> bool:
         return True
@@ -124,8 +119,7 @@ class PolicyWorker:
     def _move(self, device: str) -> None:
         if self.spec.device == "cpu":
             return  # nothing to free on a CPU-only worker
-        if self.spec.backend == "vllm":
-            (self.backend.offload if device == "cpu" else self.backend.onload)()
+        (self.backend.offload if device == "cpu" else self.backend.onload)()
         self.model.to(device)
         if self.trainer is not None:
             optimizer = getattr(self.trainer.strategy, "optimizer", None)
@@ -141,9 +135,7 @@ class PolicyWorker:
 
     def update(self, turns, advantages, seed) -> dict[str, float]:
         metrics = self.trainer.update(turns, advantages, seed)
-        if self.spec.backend == "vllm":
-            self.backend.set_weights(self.state_dict())
-        # hf: the backend shares the model object, so new weights are already in place.
+        self.backend.follow_trainer(self.state_dict)
         return {**metrics, **self.memory()}
 
     def token_logprobs(self, turns) -> list[list[float]]:
@@ -163,15 +155,13 @@ class PolicyWorker:
     def update_pool(self, turns, advantages, steps: int = 1, ratio_base: str = "record") -> dict:
         """One pool of a sequential schedule (SeeUPO / HAPPO): see PolicyTrainer.update_pool."""
         result = self.trainer.update_pool(turns, advantages, steps=steps, ratio_base=ratio_base)
-        if self.spec.backend == "vllm":
-            self.backend.set_weights(self.state_dict())
+        self.backend.follow_trainer(self.state_dict)
         return result
 
     def load_weights(self, path: str) -> None:
         """New weights from a Hugging Face folder (a frozen opponent switching checkpoints)."""
         load_weights(self.model, path)
-        if self.spec.backend == "vllm":
-            self.backend.set_weights(path)
+        self.backend.follow_trainer(path)
 
     def save(self, step_dir: str) -> None:
         """The policy folder holds whole (LoRA: merged) weights, loadable by any tool; the adapters
@@ -205,8 +195,7 @@ class PolicyWorker:
             from peft import set_peft_model_state_dict
 
             set_peft_model_state_dict(self.peft, state["lora"])
-        if self.spec.backend == "vllm":
-            self.backend.set_weights(weights)
+        self.backend.follow_trainer(weights)
         torch.set_rng_state(state["rng_torch"])
         np.random.set_state(state["rng_numpy"])
         random.setstate(state["rng_python"])

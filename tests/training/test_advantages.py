@@ -9,8 +9,12 @@ import torch
 from mas.records import TurnBatch
 from mas.training import advantages
 from mas.training.advantages import (
+    LossNeeds,
+    StatefulEstimator,
     available_estimators,
     estimate,
+    loss_needs,
+    loss_rows,
     make_estimator,
     register_estimator,
 )
@@ -202,7 +206,7 @@ def test_make_estimator_binds_options_and_has_empty_state():
 
 def test_stateful_estimators_come_from_make_estimator():
     @register_estimator("_test_counter")
-    class Counter:
+    class Counter(StatefulEstimator):
         def __init__(self, *, start: int = 0):
             self.calls = start
 
@@ -225,3 +229,13 @@ def test_stateful_estimators_come_from_make_estimator():
         advantages._REGISTRY.pop("_test_counter", None)
     with pytest.raises(ValueError, match="already registered"):
         register_estimator("grpo")(lambda batch: None)
+    with pytest.raises(TypeError, match="must inherit StatefulEstimator"):
+        register_estimator("_test_loose")(type("Loose", (), {}))
+
+
+def test_estimators_declare_what_they_ask_of_the_loss():
+    assert loss_needs("ngrpo") == LossNeeds(clip=(0.16, 0.24))
+    assert loss_needs("mc_grpo").row_mask and loss_needs("copo").blend
+    assert loss_needs("grpo") == LossNeeds()
+    with pytest.raises(RuntimeError, match="did not return: loss_mask"):
+        loss_rows("mc_grpo", [0, 1], torch.zeros(2), {})

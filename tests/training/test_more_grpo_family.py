@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from mas.records import Turn, TurnBatch
-from mas.run import loss_rows
-from mas.training.advantages import estimate, make_estimator
+from mas.training.advantages import estimate, loss_rows, make_estimator
 from mas.training.losses import LossConfig, policy_loss
 
 
@@ -86,7 +85,7 @@ def test_copo_blend_in_the_loss_equals_the_blended_advantage_at_ratio_one():
     adv, aux = estimate("copo", batch, return_aux=True)
     turns = [Turn(episode_id=i, group_id=0, env="g", agent="p", policy="p", seat=0, turn=0, step=0)
              for i in range(len(batch))]
-    kept, values = loss_rows(turns, adv, aux)
+    kept, values = loss_rows("copo", turns, adv, aux)
     assert kept == turns
     close(values[0], [[1 - 0.577197, 0.707105], [0.577197, 0.5]])
     pairs = torch.tensor(values)  # [rows, 2 terms, (weight, advantage)]
@@ -99,7 +98,7 @@ def test_copo_blend_in_the_loss_equals_the_blended_advantage_at_ratio_one():
 def test_loss_rows_drop_the_masked_pivots():
     adv, aux = estimate("mc_grpo", table(MC), return_aux=True)
     turns = list(range(6))
-    assert loss_rows(turns, adv, aux) == ([0, 1, 3, 5], pytest.approx([-0.996678, 1.328904, 1, 0], abs=1e-5))
+    assert loss_rows("mc_grpo", turns, adv, aux) == ([0, 1, 3, 5], pytest.approx([-0.996678, 1.328904, 1, 0], abs=1e-5))
 
 
 def spo_batch(turns_each=1):

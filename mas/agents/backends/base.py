@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,29 @@ class Generation:
     allowed_ids: list[list[int]] | None = None  # per token, the ids allowed there (constrained only)
 
 
-class Backend(Protocol):
+class Backend:
+    """Base class of generation backends. A policy worker talks to its backend only through these
+    methods: whatever differs between backends is a method here, overridden where it differs."""
+
     def generate(
         self, requests: list[GenerationRequest], sampling: SamplingParams, seed: int
-    ) -> list[Generation]: ...
+    ) -> list[Generation]:
+        """One generation per request, sampled with `sampling`; `seed` makes the call reproducible."""
+        raise NotImplementedError
 
-    def set_weights(self, weights: dict[str, Any] | str) -> None: ...
+    def set_weights(self, weights: dict[str, Any] | str) -> None:
+        """New weights: a state dict, or a Hugging Face model folder."""
+        raise NotImplementedError
 
-    def offload(self) -> None: ...
+    def offload(self) -> None:
+        """Free the accelerator while another policy works (scheduling.strategy: colocate).
+        Default: nothing to free."""
 
-    def onload(self) -> None: ...
+    def onload(self) -> None:
+        """Take the accelerator back after `offload`. Default: nothing."""
+
+    def follow_trainer(self, weights: Callable[[], dict[str, Any]] | str) -> None:
+        """The worker's trainable model changed: an update (`weights()` gives its state dict) or a
+        checkpoint loaded from the folder `weights`. Default: take the new weights with
+        `set_weights`, for a backend that generates from a copy of its own."""
+        self.set_weights(weights() if callable(weights) else weights)

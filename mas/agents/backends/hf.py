@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from mas.agents.backends.base import Generation, GenerationRequest, SamplingParams
+from mas.agents.backends.base import Backend, Generation, GenerationRequest, SamplingParams
 from mas.agents.backends.kv_cache import (KEPT_BYTES, Decoding, KeptTurns, cache_argument, cache_from_layers,
                                           cache_layers, returned_cache, takes_logits_to_keep)
 from mas.agents.backends.sampling import Candidates, allowed_per_row, sample_tokens
@@ -36,7 +36,7 @@ def load_weights(model, weights: dict[str, Any] | str) -> None:
     model.load_state_dict(weights, strict=False)
 
 
-class HFBackend:
+class HFBackend(Backend):
     """Backend over a transformers causal LM. The model object may be shared with a trainer in the
     same process, in which case new weights are visible at once (no copy)."""
 
@@ -80,6 +80,9 @@ class HFBackend:
 
     def onload(self) -> None:
         self.model.to(self.device)
+
+    def follow_trainer(self, weights) -> None:
+        """Nothing to copy: the worker's trainer updates this very model object."""
 
     # --- model calls (also replayed alone by `mas bench`'s floor) --------------------------------
     def prefill(self, prompts: list[list[int]], reuse: list[int] | None = None) -> Decoding:

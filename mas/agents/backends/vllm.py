@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from mas.agents.backends.base import Generation, GenerationRequest, SamplingParams
+from mas.agents.backends.base import Backend, Generation, GenerationRequest, SamplingParams
 from mas.seeding import stable_seed
 
 
@@ -145,7 +145,7 @@ def _load_weights_on_worker(worker, weights: str | list[tuple[str, Any]]) -> Non
 
 
 # --- the backend ------------------------------------------------------------------------------
-class VLLMBackend:
+class VLLMBackend(Backend):
     """One vLLM engine per actor process. `offload` = sleep level 1 (weights to CPU RAM, KV cache
     dropped); `onload` wakes the weights; the KV cache wakes at the next `generate`/`set_weights`."""
 

@@ -6,9 +6,13 @@
 
 An estimator is registered with `@register_estimator("name")` on either
 - a function `fn(batch, *, option=default, ...)` returning a tensor, or `(tensor, aux_dict)`: stateless;
-- a class whose `__init__(self, *, option=default, ...)` takes the options and whose instances have
-  `__call__(batch)`, `state_dict()` and `load_state_dict(state)`: stateful.
+- a class (inheriting `StatefulEstimator`) whose `__init__(self, *, option=default, ...)` takes the
+  options and whose instances have `__call__(batch)`, `state_dict()` and `load_state_dict(state)`,
+  and optionally `observe(batch, score)`, called after each update: stateful.
 The keyword parameters are the estimator's options; anything else in `cfg` is a one-line ValueError.
+What an estimator asks of the policy loss (a clip range, a row mask, a blend of two advantages) is
+declared at registration, `@register_estimator("name", loss=LossNeeds(...))`; `loss_rows` turns its
+extras into what the loss reads, and `loss_needs(name).clip` is the clip range to default to.
 
 Every module of this package other than `common` is imported below, so a family module registers its
 estimators just by existing (one module per family: group_relative, multi_agent, ...).
@@ -23,7 +27,28 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["register_estimator", "estimate", "make_estimator", "available_estimators"]
+__all__ = ["register_estimator", "estimate", "make_estimator", "available_estimators", "LossNeeds", "loss_needs",
+           "loss_rows", "StatefulEstimator"]
+
+
+@dataclass(frozen=True)
+class LossNeeds:
+    """What an estimator asks of the policy loss (docs/algorithms.md, "Loss-side extras").
+
+    clip: (clip_low, clip_high) used where `training.loss` leaves them unset (token ratio only).
+    row_mask: the estimator returns a per-row `loss_mask`; rows with 0 leave the update.
+    blend: the estimator returns per-row `adv_global`, `adv_local` and `blend_w`; each row's loss
+        is the blend (1 - w) * clipped(A_global) + w * clipped(A_local).
+    """
+
+    clip: tuple[float, float] | None = None
+    row_mask: bool = False
+    blend: bool = False
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        """The aux keys these needs read."""
+        return ("loss_mask",) * self.row_mask + ("adv_global", "adv_local", "blend_w") * self.blend
 
 
 @dataclass(frozen=True)
@@ -32,6 +57,7 @@ class _Entry:
     target: Callable[..., Any]
     stateful: bool
     options: tuple[str, ...]
+    loss: LossNeeds
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -46,17 +72,62 @@ def _options_of(target: Callable[..., Any], stateful: bool) -> tuple[str, ...]:
     return tuple(p.name for p in params if p.kind in kinds)
 
 
-def register_estimator(name: str) -> Callable[[Any], Any]:
-    """Decorator: register a function (stateless) or a class (stateful) under `name`."""
+def register_estimator(name: str, *, loss: LossNeeds = LossNeeds()) -> Callable[[Any], Any]:
+    """Decorator: register a function (stateless) or a class (stateful) under `name`, with what
+    it asks of the loss."""
 
     def decorate(target):
         if name in _REGISTRY and _REGISTRY[name].target is not target:
             raise ValueError(f"estimator {name!r} is already registered")
         stateful = inspect.isclass(target)
-        _REGISTRY[name] = _Entry(name, target, stateful, _options_of(target, stateful))
+        if stateful and not issubclass(target, StatefulEstimator):
+            raise TypeError(f"estimator {name!r}: {target.__name__} must inherit StatefulEstimator")
+        _REGISTRY[name] = _Entry(name, target, stateful, _options_of(target, stateful), loss)
         return target
 
     return decorate
+
+
+def loss_needs(name: str) -> LossNeeds:
+    """What the estimator `name` asks of the loss."""
+    return _lookup(name, {}).loss
+
+
+def loss_rows(name: str, turns: list, advantages: torch.Tensor, aux: dict[str, Any]) -> tuple[list, list]:
+    """The rows the loss sees and what each carries, from the extras the estimator `name`
+    declared: rows whose `loss_mask` is 0 leave the update; with a blend, a row carries
+    [[1 - w, A_global], [w, A_local]] instead of its advantage."""
+    needs = loss_needs(name)
+    missing = [k for k in needs.extras if k not in aux]
+    if missing:
+        raise RuntimeError(f"estimator {name!r} declares loss extras it did not return: {', '.join(missing)}")
+    if needs.blend:
+        w, glob, loc = (aux[k].tolist() for k in ("blend_w", "adv_global", "adv_local"))
+        values = [[[1.0 - wi, g], [wi, lo]] for wi, g, lo in zip(w, glob, loc)]
+    else:
+        values = advantages.tolist()
+    if needs.row_mask:
+        keep = [i for i, m in enumerate(aux["loss_mask"].tolist()) if m > 0]
+        return [turns[i] for i in keep], [values[i] for i in keep]
+    return turns, values
+
+
+class StatefulEstimator:
+    """Base of stateful estimators: `__call__(batch, return_aux=False)`, `state_dict()`,
+    `load_state_dict(state)`; `observe` is optional."""
+
+    def __call__(self, batch: Any, *, return_aux: bool = False):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def observe(self, batch: Any, score: Callable[[list], list] | None = None) -> None:
+        """After the update: learn from the batch, with `score(turns)` giving each turn's
+        log-probs under the updated policy (None where a policy does not train). Default: nothing."""
 
 
 def available_estimators() -> list[str]:
@@ -115,6 +186,9 @@ class StatelessEstimator:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"estimator {self.name!r} has no state; got keys {sorted(state)}")
+
+    def observe(self, batch: Any, score: Callable[[list], list] | None = None) -> None:
+        """Nothing to learn: no state."""
 
     def __repr__(self) -> str:
         return f"StatelessEstimator({self.name!r}, {self.cfg})"

@@ -17,7 +17,7 @@ import torch
 
 from mas.records import TurnBatch
 
-from . import register_estimator
+from . import LossNeeds, register_estimator
 from .common import (EPS, bounded_returns, column, dense_index, group_normalize, group_stats, per_trajectory,
                      to_advantages, trajectory_returns)
 
@@ -49,7 +49,8 @@ def dr_grpo(batch: TurnBatch, *, group_by: Sequence[str] = ("group_id",)) -> tor
     return to_advantages(adv[traj_of_row])
 
 
-@register_estimator("ngrpo")
+# NGRPO's asymmetric clip (arXiv:2509.18851), looser above than below
+@register_estimator("ngrpo", loss=LossNeeds(clip=(0.16, 0.24)))
 def ngrpo(batch: TurnBatch, *, max_reward: float = 1.0, virtual_samples: int = 1,
           group_by: Sequence[str] = ("group_id",)) -> torch.Tensor:
     """NGRPO (Nan et al., arXiv:2509.18851), advantage calibration: each group's statistics gain

@@ -11,7 +11,7 @@ import torch
 
 from mas.records import TurnBatch
 
-from . import register_estimator
+from . import LossNeeds, register_estimator
 from .common import group_normalize, group_stats, per_trajectory, to_advantages
 from .grpo_family import _trajectory_groups
 
@@ -22,7 +22,7 @@ def _lower_median(values: list[float]) -> float:
     return ordered[(len(ordered) - 1) // 2]
 
 
-@register_estimator("mc_grpo")
+@register_estimator("mc_grpo", loss=LossNeeds(row_mask=True))
 def mc_grpo(batch: TurnBatch, *, scale: str = "mad", mad_eps: float = 1e-3, zero_mad: str = "unscaled",
             rescale_nonzero: bool = False, group_by: Sequence[str] = ("group_id",)):
     """MC-GRPO (Kim, arXiv:2601.22582): per group K, `m = median(R)` (lower middle for an even
@@ -70,7 +70,7 @@ def mc_grpo(batch: TurnBatch, *, scale: str = "mad", mad_eps: float = 1e-3, zero
 COPO_MODES = ("soft with forced", "only soft", "only global", "no global")
 
 
-@register_estimator("copo")
+@register_estimator("copo", loss=LossNeeds(blend=True))
 def copo(batch: TurnBatch, *, mode: str = "soft with forced", b: float = 0.5, k: float = 1.0,
          reward_coef: bool = True, group_by: Sequence[str] = ("group_id",)):
     """COPO (arXiv:2508.04138). Per group K of n trajectories with outcome entropy

@@ -9,12 +9,12 @@ import torch
 from mas.records import Turn, TurnBatch
 from mas.training.beta_tracker import BetaTracker
 
-from . import register_estimator
+from . import StatefulEstimator, register_estimator
 from .common import bounded_returns, per_trajectory, to_advantages, trajectory_returns, whiten
 
 
 @register_estimator("rae")
-class RoleAdvantage:
+class RoleAdvantage(StatefulEstimator):
     """SPIRAL role-conditioned advantage estimation (arXiv:2506.24119).
 
     One baseline per (env, seat), starting at 0. `A_i = R_i - b_{v,p}` with the baseline as it stood
@@ -52,7 +52,7 @@ class RoleAdvantage:
 
 
 @register_estimator("spo")
-class SingleStreamValue:
+class SingleStreamValue(StatefulEstimator):
     """SPO single-stream advantages (Xu & Ding, arXiv:2509.13232; docs/algorithms.md, `spo`).
 
     A Beta posterior per task key (`key` columns, default env, task and seat; a game whose start
