@@ -1,4 +1,4 @@
-"""Attacker/defender co-evolution in miniature (issue 7): are warm-started defenders vulnerable to
+"""Attacker/defender co-evolution in miniature: are warm-started defenders vulnerable to
 a static attack file, and does adversarial RL make them less so without losing the task?
 
     python benchmarks/advevo_study.py [--iterations 40] [--episodes 200] [--out runs/advevo_study] [KEY=VALUE ...]

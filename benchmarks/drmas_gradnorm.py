@@ -8,7 +8,7 @@ have different means and spreads within a problem group. Each (estimator, seed) 
 initial model; the per-agent gradient norm is the norm of the gradient of the same aggregated loss
 over that agent's rows alone, at the start of each update.
 
-    python benchmarks/drmas_gradnorm.py [--seeds 0 1 2] [--iterations 15] [--out docs/drmas_gradnorm.json]
+    python benchmarks/drmas_gradnorm.py [--seeds 0 1 2] [--iterations 15] [--out docs/results/drmas_gradnorm.json]
 
 A spike is an update whose gradient norm exceeds 3x the median of that agent's norms in that run.
 """

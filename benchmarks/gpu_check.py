@@ -1,5 +1,5 @@
 """A real-size policy through a few training iterations on one device: seconds per iteration,
-generated tokens/s and peak memory (issue 8's GPU check, with the CPU run beside it).
+generated tokens/s and peak memory (the GPU check of docs/models.md, with the CPU run beside it).
 
     python benchmarks/gpu_check.py --device cuda --dtype bfloat16    # on a GPU machine
     python benchmarks/gpu_check.py --device cpu                      # the same on CPU
