@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.evaluation.attacks import (
     StaticAttacker,
     defense_table,

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.run import TrainingRun
 
 BASE = "configs/drmas_math.yaml"

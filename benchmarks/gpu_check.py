@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.run import TrainingRun
 
 

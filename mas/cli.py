@@ -12,7 +12,8 @@ def _fail(message: str) -> None:
 
 
 def cmd_train(args) -> int:
-    from mas.config import ConfigError, load_config
+    from mas.config import ConfigError
+    from mas.validation import load_config
 
     try:
         cfg = load_config(args.config, args.overrides)
@@ -75,7 +76,7 @@ def cmd_play(args) -> int:
 
 
 def cmd_sft(args) -> int:
-    from mas.training.sft import run_sft
+    from mas.sft_command import run_sft
 
     try:
         return run_sft(args)

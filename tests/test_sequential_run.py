@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.run import TrainingRun
 
 QUICK = ["ray.enabled=false", "rollout.episodes=16", "eval.every=0", "eval.final_games=0", "run.save_every=1"]

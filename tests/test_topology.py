@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from mas.config import ConfigError, load_config
+from mas.config import ConfigError
+from mas.validation import load_config
 from mas.orchestration.topology import worker_spec
 from helpers import cli_error_line as _error_line
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from mas.config import load_config
+from mas.validation import load_config
 from mas.run import TrainingRun
 from mas.training import checkpoint
 

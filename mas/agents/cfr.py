@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pyspiel
 
+from mas.agents.model_cache import cache_dir
+
 __all__ = ["CFR_ITERATIONS", "CFRPolicy", "cache_path", "check_game", "exploitability", "load_or_solve", "solve"]
 
 # Iterations per game: Kuhn reaches exploitability ~0.001 (< 0.01 required) in well under a second;
@@ -39,13 +41,8 @@ class CFRPolicy:
     path: Path
 
 
-def cache_root() -> Path:
-    """The mas cache folder; the same rule as `mas.agents.models.cache_dir`, without importing torch."""
-    return Path(os.environ.get("MAS_CACHE", Path.home() / ".cache" / "mas"))
-
-
 def cache_path(game: str, iterations: int) -> Path:
-    return cache_root() / "cfr" / f"{game}-{iterations}.json"
+    return cache_dir() / "cfr" / f"{game}-{iterations}.json"
 
 
 def check_game(game: pyspiel.Game) -> str:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from mas.agents.model_cache import cache_dir, quiet_transformers, save_model_folder
+from mas.agents.pretrained import PRETRAINED, is_pretrained, prepare
+
+# transformers' names of the attention kernels a policy may ask for (policies.NAME.attn_implementation)
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
 @dataclass(frozen=True)
@@ -41,26 +44,11 @@ TINY_MODELS: dict[str, TinySpec] = {
 _BUILD_VERSION = 1  # bump when the build recipe changes, so caches rebuild
 
 
-def quiet_transformers() -> None:
-    """No per-file progress bars from transformers: mas prints its own progress."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MAS_CACHE", Path.home() / ".cache" / "mas"))
-
-
 def is_builtin(name: str) -> bool:
-    from mas.agents.pretrained import is_pretrained
-
     return name in TINY_MODELS or is_pretrained(name)
 
 
 def available_models() -> list[str]:
-    from mas.agents.pretrained import PRETRAINED
-
     return sorted(TINY_MODELS) + sorted(PRETRAINED)
 
 
@@ -68,8 +56,6 @@ def resolve(name_or_path: str, seed: int = 0) -> str:
     """A loadable Hugging Face folder (or hub id) for a model name from the config."""
     if name_or_path in TINY_MODELS:
         return str(build_tiny(name_or_path, seed))
-    from mas.agents.pretrained import is_pretrained, prepare
-
     if is_pretrained(name_or_path):
         return str(prepare(name_or_path))
     if name_or_path.startswith("tiny-"):
@@ -117,20 +103,6 @@ def build_tiny(name: str, seed: int = 0) -> Path:
         model = LlamaForCausalLM(config)
     save_model_folder(model, tokenizer, target)
     return target
-
-
-def save_model_folder(model, tokenizer, target: Path) -> None:
-    """Save into a temporary folder beside `target` and rename it: a concurrent or interrupted build
-    never leaves half a model, and the first of two concurrent builds wins."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users of a shared cache
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process finished the same build first
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_tokenizer(path: str):

@@ -8,7 +8,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from mas.agents.models import cache_dir, quiet_transformers, save_model_folder
+from mas.agents.model_cache import cache_dir, quiet_transformers, save_model_folder
 
 
 @dataclass(frozen=True)

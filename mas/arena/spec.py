@@ -100,7 +100,7 @@ def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def override_strings(mapping: dict[str, Any]) -> list[str]:
-    """Dotted leaves -> `key=value` strings that mas.config.load_config reads back (JSON is YAML)."""
+    """Dotted leaves -> `key=value` strings that mas.validation.load_config reads back (JSON is YAML)."""
     return [f"{key}={json.dumps(value)}" for key, value in mapping.items()]
 
 
@@ -250,7 +250,8 @@ def plan_runs(spec: ArenaSpec) -> tuple[list[RunPlan], list[str]]:
     any training; returns the runs and the mistakes: the shared overrides' once, else one line per
     faulty entry. Runs go seed by seed (every entry's seed 0 first), so a partial arena already
     compares every entry."""
-    from mas.config import ConfigError, load_config
+    from mas.config import ConfigError
+    from mas.validation import load_config
 
     def explain(err: ConfigError, where: str) -> str:
         message = str(err)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mas import runtime
 from mas.agents.agent import Agent
-from mas.config import load_config
+from mas.validation import load_config
 from mas.games import env_spec, make as make_env
 from mas.orchestration.topology import build_agents, seat_agents, worker_spec
 from mas.orchestration.workers import PolicyWorker

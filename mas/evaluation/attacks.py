@@ -140,7 +140,7 @@ def format_defense_table(rows: dict, label: str = "defenders") -> str:
 
 def adversarial_env_spec(config: str | None, defenders: str) -> dict:
     """The env of `--config`, else of the run the defenders checkpoint was trained in."""
-    from mas.config import load_config
+    from mas.validation import load_config
     from mas.evaluation.loading import policy_folder, run_config_file
     from mas.games import env_spec
 

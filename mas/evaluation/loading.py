@@ -51,7 +51,8 @@ def run_config_file(policy_dir: Path) -> Path | None:
 def trained_setup(policy_dir: Path, env_id: str) -> tuple[Any, str]:
     """The env (built as in training) and the agent's role prompt, when `policy_dir` sits in a mas
     run folder whose env is `env_id`; (None, "") otherwise."""
-    from mas.config import ConfigError, load_config
+    from mas.config import ConfigError
+    from mas.validation import load_config
     from mas.games import env_spec, make
 
     cfg_file = run_config_file(policy_dir)

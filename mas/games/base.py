@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 OUTCOMES = ("win", "draw", "loss", "invalid")
+PROMPT_STYLES = ("full", "compact")  # env.prompt: rules and instructions, or one line for tiny models
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyspiel
 
-from mas.games.base import Env, EnvState, RewardConfig, StepResult, parse_action, register_env
+from mas.games.base import PROMPT_STYLES, Env, EnvState, RewardConfig, StepResult, parse_action, register_env
 from mas.games.renderers import Renderer, make_renderer
 
 __all__ = ["OpenSpielEnv", "OpenSpielState", "Renderer", "make_renderer"]
@@ -49,8 +49,8 @@ class OpenSpielEnv(Env):
         prompt: str = "full",
         history: bool = True,
     ):
-        if prompt not in ("full", "compact"):
-            raise ValueError(f"env prompt must be 'full' or 'compact', got '{prompt}'")
+        if prompt not in PROMPT_STYLES:
+            raise ValueError(f"env prompt must be one of {', '.join(PROMPT_STYLES)}, got '{prompt}'")
         try:
             self.game = pyspiel.load_game(game, dict(params)) if params else pyspiel.load_game(game)
         except Exception as e:  # pyspiel raises a bare RuntimeError/SpielError

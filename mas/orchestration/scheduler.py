@@ -21,6 +21,7 @@ from mas.config import Config, ConfigError
 
 __all__ = ["Placement", "PlacementPlan", "plan_placement", "local_capacity", "check_capacity", "ResourcePool"]
 
+PLACEMENT_STRATEGIES = ("split", "colocate")  # scheduling.strategy, described above
 _MIN_BUNDLE_CPU = 0.01  # Ray refuses empty bundles; a policy may ask for no CPU of its own
 
 

@@ -23,6 +23,7 @@ from mas.seeding import stable_seed
 from mas.training.beta_tracker import BetaTracker
 
 SAMPLERS = ("uniform", "vade")
+EVAL_TASK_SOURCES = ("fresh", "pool")  # eval.tasks: fresh problems, or the training pool
 TASK_STREAM = 0x7A5C  # keeps task seeds apart from the per-iteration seed streams
 
 

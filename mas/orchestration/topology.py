@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from mas.agents.agent import Agent
 from mas.agents.backends.base import SamplingParams
-from mas.config import Config, ConfigError
-from mas.config_checks import effective_optimizer
+from mas.config import Config, ConfigError, effective_optimizer
 from mas.orchestration.workers import WorkerSpec
 from mas.seeding import stable_seed
 from mas.training.advantages import loss_needs

@@ -21,7 +21,7 @@ from mas.training.losses import LossConfig
 from mas.training.strategies import OptimizerSettings, make_strategy
 from mas.training.trainer import PolicyTrainer, UpdateSettings
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -52,7 +52,7 @@ class PolicyWorker:
         torch.manual_seed(spec.seed)
         self.spec = spec
         self.tokenizer = load_tokenizer(spec.model_path)
-        self.model = load_model(spec.model_path, _DTYPES[spec.dtype], spec.device, spec.attn_implementation)
+        self.model = load_model(spec.model_path, DTYPES[spec.dtype], spec.device, spec.attn_implementation)
         # With LoRA, `self.model` is the base model with adapters injected (trainer and HF backend
         # both use it as an ordinary model); `self.peft` manages the adapters.
         self.peft = attach_lora(self.model, spec.lora) if spec.lora and spec.trainable else None

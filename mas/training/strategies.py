@@ -119,7 +119,7 @@ class DeepSpeedStrategy:
                 "DeepSpeed ZeRO stage 3 shards the weights, but the generation backend in the same "
                 "process needs full weights: use zero_stage 1 or 2"
             )
-        if zero_stage not in (1, 2):
+        if zero_stage not in ZERO_STAGES:
             raise ValueError(f"zero_stage must be 1 or 2, got {zero_stage}")
         dtypes = {p.dtype for p in model.parameters()}
         if dtypes != {torch.float32}:
@@ -180,6 +180,7 @@ class DeepSpeedStrategy:
         self.engine.optimizer.load_state_dict(shards, load_from_fp32_weights=False)
 
 
+ZERO_STAGES = (1, 2)  # stage 3 shards the weights, which the generation backend in the process needs whole
 STRATEGIES = {"torch": TorchStrategy, "deepspeed": DeepSpeedStrategy}
 
 

@@ -11,6 +11,10 @@ from mas.training.losses import LossConfig, policy_loss
 from mas.training.packing import PackedSequence, micro_batches, pack_turns
 from mas.records import Turn
 
+# What a sequential pool's ratio is measured against: the log-probs recorded before the pool's
+# steps, or the behaviour policy that sampled the turns
+RATIO_BASES = ("record", "behaviour")
+
 
 @dataclass
 class UpdateSettings:

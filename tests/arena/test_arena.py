@@ -278,7 +278,8 @@ def test_run_state_and_restart_from_scratch(tmp_path):
 
 
 def test_config_drift_names_the_changed_setting(tmp_path):
-    from mas.config import load_config, to_yaml
+    from mas.config import to_yaml
+    from mas.validation import load_config
 
     cfg = load_config(QUICKSTART, ["training.iterations=3"])
     (tmp_path / "config.yaml").write_text(to_yaml(cfg))

@@ -9,7 +9,8 @@ import os
 import psutil
 import pytest
 
-from mas.config import ConfigError, load_config
+from mas.config import ConfigError
+from mas.validation import load_config
 from mas.orchestration.cluster import start_worker, stop_worker
 from mas.orchestration.scheduler import ResourcePool, check_capacity, plan_placement
 from mas.orchestration.topology import worker_spec

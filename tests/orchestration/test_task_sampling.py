@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mas.config import ConfigError, load_config
+from mas.config import ConfigError
+from mas.validation import load_config
 from mas.orchestration.task_sampling import TaskSampler
 from mas.run import TrainingRun
 

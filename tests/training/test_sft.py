@@ -12,7 +12,8 @@ from mas.agents.backends.hf import HFBackend
 from mas.agents.chat import PromptTokenizer
 from mas.agents.models import load_model, load_tokenizer
 from mas.cli import main
-from mas.training.sft import _collate, read_pairs
+from mas.sft_command import read_pairs
+from mas.training.sft import _collate
 
 PAIRS = [{"prompt": f"Say the word for {n}.", "response": word}
          for n, word in [(1, "one"), (2, "two"), (3, "three"), (4, "four")]]

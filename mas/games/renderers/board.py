@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyspiel
 
-from mas.games.renderers import ANSWER_INSTRUCTIONS, COMPACT_INSTRUCTIONS, Renderer, bracket, renderer
+from mas.games.renderers.base import ANSWER_INSTRUCTIONS, COMPACT_INSTRUCTIONS, Renderer, bracket, renderer
 
 
 @renderer("tic_tac_toe")

@@ -6,7 +6,7 @@ import re
 
 import pyspiel
 
-from mas.games.renderers import ANSWER_INSTRUCTIONS, COMPACT_INSTRUCTIONS, Renderer, bracket, renderer
+from mas.games.renderers.base import ANSWER_INSTRUCTIONS, COMPACT_INSTRUCTIONS, Renderer, bracket, renderer
 
 
 @renderer("kuhn_poker")

@@ -1,15 +1,43 @@
 """Config checks that need more than types: registered names, references between sections, ranges,
 files, and the agent topology (who shares which policy, which workflow seats exist). Every failure
-is one `ConfigError` line naming the file, the key and what is allowed."""
+is one `ConfigError` line naming the file, the key and what is allowed.
+
+The allowed values are read from the modules that own them (the loss its modes, the scheduler its
+strategies, the registries their names), so each is defined once. This layer sits above everything
+it imports to build envs, bots and estimators for checking."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from typing import Any
 
-from mas.config import Config, ConfigError
+from mas.agents import bots
+from mas.agents.backends import BACKENDS
+from mas.agents.models import ATTENTION_IMPLEMENTATIONS, available_models, is_builtin
+from mas.agents.pretrained import gguf_path, is_pretrained, prepared_folder
+from mas.config import Config, ConfigError, agents_of_policy, parse_config
+from mas.games import available_envs, env_spec, env_specs, make
+from mas.games.base import PROMPT_STYLES, RewardConfig
+from mas.games.workflow import TASKS, WORKFLOW_TYPES
+from mas.orchestration.opponents import POOL_SAMPLES
+from mas.orchestration.scheduler import PLACEMENT_STRATEGIES
+from mas.orchestration.task_sampling import EVAL_TASK_SOURCES, SAMPLERS
+from mas.orchestration.workers import DTYPES
+from mas.training import schedule, sequential
+from mas.training.advantages import available_estimators, loss_needs, make_estimator
+from mas.training.losses import AGG_MODES, KL_ESTIMATORS, RATIO_MODES
+from mas.training.strategies import STRATEGIES, ZERO_STAGES
+from mas.training.trainer import RATIO_BASES
 
-__all__ = ["check_config", "agents_of_policy", "effective_optimizer"]
+__all__ = ["load_config", "check_config"]
+
+
+def load_config(path: str | None, overrides: list[str] | None = None) -> Config:
+    """Load, merge overrides (`a.b=c`), type-check and validate; raises ConfigError."""
+    cfg = parse_config(path, overrides)
+    check_config(cfg, path or "config")
+    return cfg
 
 
 def _choice(source: str, key: str, value: Any, allowed: list[str]) -> None:
@@ -23,19 +51,6 @@ def _positive(source: str, key: str, value, zero_ok: bool = False) -> None:
         raise ConfigError(f"{source}: {key}: must be {bound}, got {value}")
 
 
-def agents_of_policy(cfg: Config, policy: str) -> list[str]:
-    return [a.name for a in cfg.agents if a.policy == policy]
-
-
-def effective_optimizer(cfg: Config, policy: str) -> dict:
-    """The policy's optimizer settings with its (sole) agent's overrides applied."""
-    merged = {k: getattr(cfg.policies[policy].optimizer, k) for k in ("lr", "betas", "eps", "weight_decay", "grad_clip")}
-    for agent in cfg.agents:
-        if agent.policy == policy and agent.optimizer is not None:
-            merged.update({k: v for k, v in vars(agent.optimizer).items() if v is not None})
-    return merged
-
-
 def check_config(cfg: Config, source: str = "config") -> None:
     _check_names(cfg, source)
     _check_policies(cfg, source)
@@ -47,18 +62,15 @@ def check_config(cfg: Config, source: str = "config") -> None:
 
 
 def _check_names(cfg: Config, source: str) -> None:
-    from mas.games import available_envs
-    from mas.training.advantages import available_estimators
-
     _choice(source, "env.name", cfg.env.name, available_envs())
-    _choice(source, "env.rewards", cfg.env.rewards, ["mars", "raw"])
-    _choice(source, "env.prompt", cfg.env.prompt, ["full", "compact"])
-    _choice(source, "scheduling.strategy", cfg.scheduling.strategy, ["split", "colocate"])
+    _choice(source, "env.rewards", cfg.env.rewards, list(RewardConfig.MODES))
+    _choice(source, "env.prompt", cfg.env.prompt, list(PROMPT_STYLES))
+    _choice(source, "scheduling.strategy", cfg.scheduling.strategy, list(PLACEMENT_STRATEGIES))
     _choice(source, "training.estimator", cfg.training.estimator, available_estimators())
-    _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, ["k1", "k2", "k3"])
-    _choice(source, "training.loss.ratio", cfg.training.loss.ratio, ["token", "sequence"])
-    _choice(source, "training.update", cfg.training.update, ["joint", "seeupo", "happo"])
-    _choice(source, "training.schedule", cfg.training.schedule, ["simultaneous", "alternating"])
+    _choice(source, "training.loss.kl_estimator", cfg.training.loss.kl_estimator, list(KL_ESTIMATORS))
+    _choice(source, "training.loss.ratio", cfg.training.loss.ratio, list(RATIO_MODES))
+    _choice(source, "training.update", cfg.training.update, list(sequential.SCHEDULES))
+    _choice(source, "training.schedule", cfg.training.schedule, list(schedule.SCHEDULES))
     _positive(source, "training.alternate_every", cfg.training.alternate_every)
     if cfg.training.schedule == "alternating":
         groups = {a.group or a.name for a in cfg.agents}
@@ -69,27 +81,24 @@ def _check_names(cfg: Config, source: str) -> None:
         if mixed:
             raise ConfigError(f"{source}: training.schedule: alternating trains one group at a time, but policy "
                               f"'{mixed[0]}' serves agents of several groups")
-    _choice(source, "training.sequential.ratio_base", cfg.training.sequential.ratio_base, ["record", "behaviour"])
-    _choice(source, "training.loss.agg", cfg.training.loss.agg,
-            ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+    _choice(source, "training.sequential.ratio_base", cfg.training.sequential.ratio_base, list(RATIO_BASES))
+    _choice(source, "training.loss.agg", cfg.training.loss.agg, list(AGG_MODES))
 
 
 def _check_policies(cfg: Config, source: str) -> None:
-    from mas.agents.models import available_models, is_builtin
-
     if not cfg.policies:
         raise ConfigError(f"{source}: policies: at least one policy is required")
     for name, pol in cfg.policies.items():
         key = f"policies.{name}"
-        _choice(source, f"{key}.backend", pol.backend, ["hf", "vllm"])
-        _choice(source, f"{key}.dtype", pol.dtype, ["float32", "bfloat16", "float16"])
-        _choice(source, f"{key}.strategy", pol.strategy, ["torch", "deepspeed"])
+        _choice(source, f"{key}.backend", pol.backend, list(BACKENDS))
+        _choice(source, f"{key}.dtype", pol.dtype, list(DTYPES))
+        _choice(source, f"{key}.strategy", pol.strategy, list(STRATEGIES))
         if pol.strategy == "deepspeed" and pol.zero_stage == 3:
             raise ConfigError(
                 f"{source}: {key}.zero_stage: stage 3 shards the weights, but the policy's generation backend "
                 "in the same process needs them whole; use zero_stage 1 or 2"
             )
-        _choice(source, f"{key}.zero_stage", pol.zero_stage, [1, 2])
+        _choice(source, f"{key}.zero_stage", pol.zero_stage, list(ZERO_STAGES))
         _check_extras(cfg, source, key, pol)
         _check_model_options(source, key, pol)
         if not is_builtin(pol.model):
@@ -112,8 +121,6 @@ def _check_policies(cfg: Config, source: str) -> None:
 
 def _check_extras(cfg: Config, source: str, key: str, pol) -> None:
     """Optional packages and the combinations they support, refused before anything starts."""
-    import importlib.util
-
     if pol.backend == "vllm":
         from mas.agents.backends.vllm import vllm_available
 
@@ -171,8 +178,6 @@ def _check_env(cfg: Config, source: str) -> None:
         return
     if wf is None:
         raise ConfigError(f"{source}: env.workflow: env.name 'workflow' needs a workflow section (type, agents, ...)")
-    from mas.games.workflow import TASKS, WORKFLOW_TYPES
-
     _choice(source, "env.workflow.type", wf.type, sorted(WORKFLOW_TYPES))
     for j, name in enumerate(wf.agents):
         _choice(source, f"env.workflow.agents[{j}]", name, names)
@@ -184,22 +189,18 @@ def _check_env(cfg: Config, source: str) -> None:
     if cfg.env.task is not None:
         _choice(source, "env.task.name", cfg.env.task.name, sorted(TASKS))
     try:
-        from mas.games import env_spec, make
-
         make(env_spec(cfg))  # the env the run will build, built once here to check its shape
     except ValueError as err:
         raise ConfigError(f"{source}: env.workflow: {err}") from None
 
 
 def _check_model_options(source: str, key: str, pol) -> None:
-    from mas.agents.pretrained import gguf_path, is_pretrained, prepared_folder
-
     if is_pretrained(pol.model) and not (prepared_folder(pol.model) / "config.json").is_file():
         try:
             gguf_path(pol.model)
         except ValueError as err:
             raise ConfigError(f"{source}: {key}.model: {err}") from None
-    _choice(source, f"{key}.attn_implementation", pol.attn_implementation, ["sdpa", "eager", "flash_attention_2"])
+    _choice(source, f"{key}.attn_implementation", pol.attn_implementation, list(ATTENTION_IMPLEMENTATIONS))
     if pol.lora is not None:
         _positive(source, f"{key}.lora.r", pol.lora.r)
         _positive(source, f"{key}.lora.alpha", pol.lora.alpha)
@@ -217,8 +218,6 @@ def _check_adversarial(cfg: Config, source: str, names: list[str]) -> None:
         for j, name in enumerate(getattr(adv, key)):
             _choice(source, f"env.adversarial.{key}[{j}]", name, names)
     try:
-        from mas.games import env_spec, make
-
         make(env_spec(cfg))
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{source}: env.adversarial: {str(err).splitlines()[0]}") from None
@@ -229,7 +228,6 @@ def _check_mixture(cfg: Config, source: str) -> None:
         return
     if cfg.env.name == "workflow":
         raise ConfigError(f"{source}: env.mixture: mixes games; a workflow env cannot be part of one")
-    from mas.games import env_specs, make
 
     ids = []
     for i, (spec, share) in enumerate(env_specs(cfg)):
@@ -246,8 +244,6 @@ def _check_mixture(cfg: Config, source: str) -> None:
 
 
 def _check_rollout_and_eval(cfg: Config, source: str) -> None:
-    from mas.agents import bots
-
     if cfg.env.name == "workflow" and cfg.rollout.opponents:
         raise ConfigError(f"{source}: rollout.opponents: a workflow has no game seats for bots; remove it")
     for spec, share in cfg.rollout.opponents.items():
@@ -259,7 +255,7 @@ def _check_rollout_and_eval(cfg: Config, source: str) -> None:
             raise ConfigError(f"{source}: rollout.opponents.{spec}: a share in [0, 1], got {share}")
         if spec.startswith("checkpoint:") and not os.path.isdir(spec.split(":", 1)[1]):
             raise ConfigError(f"{source}: rollout.opponents: '{spec}': no such model folder")
-    _choice(source, "rollout.pool.sample", cfg.rollout.pool.sample, ["latest", "uniform", "prioritized"])
+    _choice(source, "rollout.pool.sample", cfg.rollout.pool.sample, list(POOL_SAMPLES))
     _positive(source, "rollout.pool.size", cfg.rollout.pool.size)
     if sum(cfg.rollout.opponents.values()) > 1:
         raise ConfigError(f"{source}: rollout.opponents: shares add up to more than 1")
@@ -284,7 +280,7 @@ def _check_training(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: training.sequential.clip_factor: in (0, 1) or null, got {seq.clip_factor}")
     order = seq.order
     if isinstance(order, str):
-        _choice(source, "training.sequential.order", order, ["reverse", "forward", "random"])
+        _choice(source, "training.sequential.order", order, list(sequential.ORDERS))
     elif not isinstance(order, (list, tuple)) or sorted(order) != sorted(a.name for a in cfg.agents
                                                                           if cfg.policies[a.policy].trainable):
         raise ConfigError(f"{source}: training.sequential.order: reverse, forward, random, or a list naming each "
@@ -296,21 +292,17 @@ def _check_training(cfg: Config, source: str) -> None:
     _positive(source, "run.max_restarts", cfg.run.max_restarts, zero_ok=True)
     if cfg.resume is not None and not os.path.isdir(cfg.resume):
         raise ConfigError(f"{source}: resume: run folder '{cfg.resume}' not found")
-    if cfg.training.estimator == "copo" and cfg.training.update != "joint":
-        raise ConfigError(f"{source}: training.estimator copo blends two advantages in the loss, which only "
-                          f"training.update: joint does; got {cfg.training.update}")
+    if loss_needs(cfg.training.estimator).blend and cfg.training.update != "joint":
+        raise ConfigError(f"{source}: training.estimator {cfg.training.estimator} blends two advantages in the loss, "
+                          f"which only training.update: joint does; got {cfg.training.update}")
     try:
-        from mas.training.advantages import make_estimator
-
         make_estimator(cfg.training.estimator, **cfg.training.estimator_args)
     except ValueError as err:
         raise ConfigError(f"{source}: training.estimator_args: {str(err).splitlines()[0]}") from None
 
 
 def _check_tasks(source: str, rollout, eval_tasks: str) -> None:
-    from mas.orchestration.task_sampling import SAMPLERS
-
-    _choice(source, "eval.tasks", eval_tasks, ["fresh", "pool"])
+    _choice(source, "eval.tasks", eval_tasks, list(EVAL_TASK_SOURCES))
     _positive(source, "rollout.tasks", rollout.tasks, zero_ok=True)
     _choice(source, "rollout.task_sampler", rollout.task_sampler, list(SAMPLERS))
     if rollout.task_sampler == "vade" and not rollout.tasks:
