@@ -17,6 +17,8 @@ JOINT_UPDATE_STREAM = 2  # (run seed, iteration, ...): mini-batch order of a joi
 SEQUENTIAL_UPDATE_STREAM = 3  # (run seed, iteration, ...): a sequential update's random orders
 EPISODE_RNG_STREAM = 7  # (episode seed, ...): the bots' moves within an episode
 POOL_STREAM = 77  # (pool seed, iteration, ...): which frozen opponent an iteration meets
+SYSTEM_SAMPLE_STREAM = 11  # (benchmark seed, ..., k): the k-th sample of a multi-agent system
+AGENT_MOVE_STREAM = 1  # (play seed, ..., move): the agent's sampling in `mas play`
 EVAL_STREAM = 999  # (run seed, EVAL_STREAM, iteration): evaluation during training
 FINAL_EVAL_STREAM = 4242  # (run seed, FINAL_EVAL_STREAM): the final evaluation
 

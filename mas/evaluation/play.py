@@ -17,7 +17,7 @@ from mas.agents.chat import PromptTokenizer
 from mas.evaluation.loading import LoadedPolicy, load_policy, policy_folder, trained_setup
 from mas.games import make, parse_action
 from mas.orchestration.rollout import answer_candidates
-from mas.seeding import stable_seed
+from mas.seeding import AGENT_MOVE_STREAM, stable_seed
 
 QUIT_WORDS = ("quit", "exit")
 
@@ -64,7 +64,7 @@ class AgentSide:
         # needs no log-probabilities of earlier turns.
         ids = self.prompts.first(agent.with_role(state.messages(seat)))
         candidates = answer_candidates(self.prompts, state, seat, agent)
-        seed = stable_seed(self.seed, 1, self.moves)
+        seed = stable_seed(self.seed, AGENT_MOVE_STREAM, self.moves)
         self.moves += 1
         return self.loaded.handle.call("generate", [GenerationRequest(ids, candidates)], agent.sampling, seed)[0]
 

@@ -1,5 +1,5 @@
 """`mas bench` runs every part at smoke size and writes its tables and JSON; bad options give one
-line. No speed figure is asserted here: the figures live in docs/performance.md."""
+line. No speed figure is asserted here: the figures live in docs/results/performance.md."""
 from __future__ import annotations
 
 import json

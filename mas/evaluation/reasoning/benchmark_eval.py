@@ -19,7 +19,7 @@ from mas.evaluation.reasoning.scoring import extract_answer, score_responses
 from mas.games.arithmetic import Problem
 from mas.games.workflow import WorkflowEnv, WorkflowSpec
 from mas.orchestration.rollout import EpisodeSpec, RolloutEngine
-from mas.seeding import stable_seed
+from mas.seeding import SYSTEM_SAMPLE_STREAM, stable_seed
 
 # Prompt templates per answer kind; `--prompts FILE.yaml` overrides them ({math: ..., choice: ..., system: ...}).
 PROMPTS = {
@@ -152,7 +152,7 @@ def generate_topology(topology: Topology, items: list[Item], samples: int, seed:
     for k in range(samples):
         specs = [EpisodeSpec(episode_id=k * len(items) + i, group_id=i, seed=i, players=list(topology.agents))
                  for i in range(len(items))]
-        episodes, _ = engine.play(specs, seed=stable_seed(seed, 11, k))
+        episodes, _ = engine.play(specs, seed=stable_seed(seed, SYSTEM_SAMPLE_STREAM, k))
         for item, ep in zip(items, episodes):
             responses.append((item.index, ep.info.get("final_text") or ""))
             turns.append(ep.info.get("turns", 0))
