@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mas import runtime
 from mas.agents import bots
 from mas.agents.models import load_tokenizer, resolve
 from mas.config import Config, ConfigError, to_yaml
@@ -87,7 +86,6 @@ class TrainingRun:
         tokenizers = {name: load_tokenizer(path) for name, path in self.model_paths.items()}
         self.engine = RolloutEngine(self.env, self.workers, tokenizers)
         self._start_frozen_opponents()
-        runtime.freeze_long_lived()  # workers in this process included
 
     def _start_frozen_opponents(self) -> None:
         """checkpoint:PATH and pool opponents: frozen policies in this process, playing like the
@@ -253,7 +251,6 @@ class TrainingRun:
         try:
             return self._run()
         finally:  # also on errors: a shared Ray session gets its CPUs and GPUs back
-            runtime.thaw()
             self.workers.close()
             if self.writer is not None:
                 self.writer.close()

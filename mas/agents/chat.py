@@ -8,8 +8,6 @@ import warnings
 from collections import OrderedDict
 
 from mas.agents.chat_render import PROBE, ChatRenderer
-from mas.agents.pretokens import PretokenEncoder
-from mas.runtime import serial_tokenizers
 
 MEMO_TOKENS = 500_000  # per memo, least recently used out first (~20 MB each)
 
@@ -40,7 +38,6 @@ class _TokenMemo:
 
 class PromptTokenizer:
     def __init__(self, tokenizer):
-        serial_tokenizers()
         self.tokenizer = tokenizer
         self._renderer = ChatRenderer(tokenizer)
         self._eos = tokenizer.eos_token_id  # a property that looks the token up on every read
@@ -51,8 +48,6 @@ class PromptTokenizer:
         # Text between special tokens is tokenized on its own, so the pieces of a rendered chat (a
         # system prompt every seat shares) are tokenized once; used only where that is exact.
         self._pieces = _TokenMemo()
-        # Pieces hold no special token, so mas's tiny tokenizer can encode them pre-token by pre-token.
-        self._pretokens = PretokenEncoder.for_tokenizer(tokenizer)
         tokens = _splittable_special_tokens(tokenizer)
         self._special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
         self._special = re.compile("(" + "|".join(map(re.escape, tokens)) + ")") if tokens else None
@@ -83,8 +78,7 @@ class PromptTokenizer:
         split = [self._special.split(text) for text in texts]  # plain, special, plain, ...
         new = list(dict.fromkeys(p for parts in split for p in parts[::2] if p and self._pieces.get(p) is None))
         if new:
-            encode = self._pretokens.encode_many if self._pretokens is not None else self._tokenize
-            for piece, ids in zip(new, encode(new)):
+            for piece, ids in zip(new, self._tokenize(new)):
                 self._pieces.put(piece, tuple(ids))
         out = []
         for parts in split:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mas import runtime
 from mas.agents.agent import Agent
 from mas.validation import load_config
 from mas.games import env_spec, make as make_env
@@ -82,5 +81,4 @@ def build(name: str, *, threads: int | None = None, extra: tuple[str, ...] = ())
     if threads is not None:
         spec.threads = threads
     setup = Setup(workload, env, seats, PolicyWorker(spec))
-    runtime.freeze_long_lived()  # as `mas train` does once its workers have started
     return setup

@@ -45,7 +45,6 @@ def start_worker(spec: WorkerSpec, *, use_ray: bool, options: dict | None = None
     actor_cls = ray.remote(max_restarts=0)(PolicyWorker)
     handle = RayHandle(actor_cls.options(**(options or {"num_cpus": 1})).remote(spec))
     handle.call("ready")
-    handle.call("freeze_long_lived")  # the actor's process: model, tokenizer, libraries
     return handle
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mas import runtime
 from mas.agents.backends import make_backend
 from mas.agents.backends.hf import load_weights
 from mas.agents.models import load_model, load_tokenizer
@@ -88,11 +87,6 @@ class PolicyWorker:
 
     def ready(self) -> bool:
         return True
-
-    def freeze_long_lived(self) -> None:
-        """For a worker in a process of its own (mas.runtime); in-process workers are frozen with
-        the controller."""
-        runtime.freeze_long_lived()
 
     def placement(self) -> dict:
         """Where Ray put this worker: process, GPU ids, placement group and assigned resources."""

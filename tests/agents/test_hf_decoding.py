@@ -161,18 +161,6 @@ def test_fast_decoding_gives_the_texts_of_batch_decode(backend):
     assert _decode_many(tok, lists) == tok.batch_decode(lists, skip_special_tokens=True)
 
 
-def test_text_memo_gives_the_texts_of_batch_decode_on_repeats(backend):
-    from mas.agents.backends.hf import TextMemo
-
-    tok = backend.tokenizer
-    memo = TextMemo(tok, capacity=3)
-    lists = [[5, 6, tok.eos_token_id], [7], [5, 6, tok.eos_token_id], [8, 9], [10], [7]]
-    expected = tok.batch_decode(lists, skip_special_tokens=True)
-    assert memo.decode_many(lists) == expected  # 4 distinct lists overflow a memo of 3: it starts afresh
-    assert memo.decode_many(lists[:3]) == expected[:3]
-    assert len(memo.texts) <= 3
-
-
 def test_repeated_rows_copy_the_cache_only_when_it_is_read(backend):
     prefix = list(range(10, 30))
     with torch.no_grad():

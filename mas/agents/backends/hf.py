@@ -16,7 +16,6 @@ from mas.agents.backends.base import Backend, Generation, GenerationRequest, Sam
 from mas.agents.backends.kv_cache import (KEPT_BYTES, Decoding, KeptTurns, cache_argument, cache_from_layers,
                                           cache_layers, returned_cache, takes_logits_to_keep)
 from mas.agents.backends.sampling import Candidates, allowed_per_row, sample_tokens
-from mas.runtime import serial_tokenizers
 from mas.training.logprobs import processed_logprobs
 
 
@@ -42,7 +41,6 @@ class HFBackend(Backend):
 
     def __init__(self, model, tokenizer, *, device: str = "cpu", max_batch_size: int = 256,
                  kept_bytes: int = KEPT_BYTES):
-        serial_tokenizers()
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -50,7 +48,6 @@ class HFBackend(Backend):
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id
         self.kept = KeptTurns(kept_bytes)
-        self.texts = TextMemo(tokenizer)
         self.prefixes: list[tuple[int, ...]] = []  # keys of shared prefixes in `kept`, newest last
         self.model_seconds = 0.0  # time inside model forwards, counted while `count_model_time`
         self.count_model_time = False
@@ -297,7 +294,7 @@ class HFBackend(Backend):
         token_lists = [row[:k] for row, k in zip(tokens.tolist(), lengths.tolist())]
         logp_lists = [row[:k] for row, k in zip(logps.tolist(), lengths.tolist())]
         allowed_ids = allowed_per_row(allowed_steps, requests, lengths.tolist())
-        texts = self.texts.decode_many(token_lists)
+        texts = _decode_many(self.tokenizer, token_lists)
         finished = done.tolist()
         if any(r.keep for r in requests) and any(finished):
             # a kept turn covers every token but the last: run the forced ones still pending
@@ -307,29 +304,6 @@ class HFBackend(Backend):
                        allowed_ids=allowed_ids[row])
             for row in range(n)
         ]
-
-
-class TextMemo:
-    """Generated ids -> text, `batch_decode(..., skip_special_tokens=True)` of the ids not seen
-    before. Constrained answers repeat (a game has a few dozen moves), and a lookup is far cheaper
-    than a decode call, whose thread pool on a small CPU often waits for the model's threads."""
-
-    def __init__(self, tokenizer, capacity: int = 100_000):
-        self.tokenizer = tokenizer
-        self.capacity = capacity
-        self.texts: dict[tuple[int, ...], str] = {}
-
-    def decode_many(self, token_lists: list[list[int]]) -> list[str]:
-        keys = [tuple(ids) for ids in token_lists]
-        texts = {k: self.texts[k] for k in keys if k in self.texts}
-        new = [k for k in dict.fromkeys(keys) if k not in texts]
-        if new:
-            texts.update(zip(new, _decode_many(self.tokenizer, [list(k) for k in new])))
-            if len(self.texts) + len(new) > self.capacity:
-                self.texts.clear()  # rarely reached; a cold memo costs only decoding again
-            if len(new) <= self.capacity:
-                self.texts.update((k, texts[k]) for k in new)
-        return [texts[k] for k in keys]
 
 
 def _decode_many(tokenizer, token_lists: list[list[int]]) -> list[str]:
