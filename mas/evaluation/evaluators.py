@@ -48,8 +48,9 @@ class Evaluator:
     def _final_seed(self) -> int:
         return stable_seed(self.cfg.run.seed, FINAL_EVAL_STREAM)
 
-    def _eval_player(self, seat: int = 0):
-        return eval_agent(self.seats[seat], self.cfg.eval.temperature)
+    def _eval_player(self):
+        """The learner as it plays in evaluation: the agent on seat 0, at the evaluation temperature."""
+        return eval_agent(self.seats[0], self.cfg.eval.temperature)
 
 
 class OpponentEvaluator(Evaluator):

@@ -44,6 +44,11 @@ class PolicyWorkers(Mapping):
     def _distinct(self) -> list:
         return list({id(h): h for h in self._handles.values()}.values())
 
+    def _trainable_rows(self, turns: list) -> list[tuple[str, list[int]]]:
+        """(policy, indices of its turns) for each trainable policy that has turns."""
+        out = [(p, [i for i, t in enumerate(turns) if t.policy == p]) for p in self.trainable()]
+        return [(p, rows) for p, rows in out if rows]
+
     # --- lifetime -----------------------------------------------------------------------------
     def start(self) -> None:
         """Join or start Ray and reserve the placement (once), then start every worker."""
@@ -86,11 +91,8 @@ class PolicyWorkers(Mapping):
     def update(self, turns: list, advantages: list, seed: int) -> dict[str, dict[str, float]]:
         """Each trainable policy learns from its own rows: side by side (split), or one after
         another with only the active model on the shared device (colocate). Metrics per policy."""
-        jobs = []
-        for policy in self.trainable():
-            rows = [i for i, t in enumerate(turns) if t.policy == policy]
-            if rows:
-                jobs.append((policy, [turns[i] for i in rows], [advantages[i] for i in rows]))
+        jobs = [(policy, [turns[i] for i in rows], [advantages[i] for i in rows])
+                for policy, rows in self._trainable_rows(turns)]
         if self.cfg.scheduling.strategy != "colocate":
             results = gather([self[p].submit("update", rows, adv, seed) for p, rows, adv in jobs])
             return {p: m for (p, *_), m in zip(jobs, results)}
@@ -113,11 +115,9 @@ class PolicyWorkers(Mapping):
         """Each turn's response-token log-probs under its policy now (None where the policy does
         not train, so has no trainer to score with)."""
         out: list = [None] * len(turns)
-        for policy in self.trainable():
-            rows = [i for i, t in enumerate(turns) if t.policy == policy]
-            if rows:
-                for i, lp in zip(rows, self[policy].call("token_logprobs", [turns[i] for i in rows])):
-                    out[i] = lp
+        for policy, rows in self._trainable_rows(turns):
+            for i, lp in zip(rows, self[policy].call("token_logprobs", [turns[i] for i in rows])):
+                out[i] = lp
         return out
 
     # --- checkpoints --------------------------------------------------------------------------

@@ -48,7 +48,8 @@ class LossNeeds:
     @property
     def extras(self) -> tuple[str, ...]:
         """The aux keys these needs read."""
-        return ("loss_mask",) * self.row_mask + ("adv_global", "adv_local", "blend_w") * self.blend
+        keys = ("loss_mask",) if self.row_mask else ()
+        return keys + (("adv_global", "adv_local", "blend_w") if self.blend else ())
 
 
 @dataclass(frozen=True)
