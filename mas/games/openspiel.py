@@ -133,7 +133,7 @@ class OpenSpielState(EnvState):
 
     # -- protocol ---------------------------------------------------------------------------
     def current_seats(self) -> list[int]:
-        if self._terminal or self._state.is_chance_node():
+        if self._terminal or (self.explicit_chance and self._state.is_chance_node()):  # drawn chance never waits
             return []
         if self._state.is_simultaneous_node():
             return [p for p in range(self.env.num_seats) if p not in self._joint and self._state.legal_actions(p)]
