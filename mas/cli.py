@@ -179,9 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--player", default=None, help="measure a bot instead of a policy, e.g. mcts:100")
     ev.add_argument("--suite", default=None, help="a YAML suite: games x opponents x seats (docs/evaluation.md)")
     ev.add_argument("--env", default="tic_tac_toe", help="a registered env id")
-    ev.add_argument("--opponents", default="random", help="comma-separated bots, e.g. random,mcts:100")
+    ev.add_argument("--opponents", default=None,
+                    help="comma-separated bots, e.g. random,mcts:100 (default: random; with --exact: random and "
+                         "perfect, or random and cfr on Kuhn and Leduc)")
     ev.add_argument("--games", type=int, default=100, help="games per opponent, split evenly across seats (with --attacks: episodes per attack)")
-    ev.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
+    ev.add_argument("--temperature", type=float, default=0.0,
+                    help="sampling temperature (0 = greedy; with --exact: default the checkpoint's training temperature)")
+    ev.add_argument("--exact", action="store_true",
+                    help="evaluate exactly over the whole game tree instead of playing games (small games; "
+                         "docs/evaluation.md)")
+    ev.add_argument("--max-states", type=int, default=None,
+                    help="with --exact: refuse games with more states (or distinct prompts) than this (default 1,000,000)")
     ev.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
                     help="restrict answers to legal actions (default: as the checkpoint's run config says, else off)")
     ev.add_argument("--max-new-tokens", type=int, default=None)

@@ -240,6 +240,9 @@ class EvalSection:
     final_opponents: List[str] = field(default_factory=list)
     compare_initial: bool = False  # also evaluate the untrained model and the random bot
     tasks: str = "fresh"  # workflows: fresh (unseen problems) | pool (the rollout.tasks pool, in turn)
+    exact: bool = False  # small games: also evaluate the learner exactly over the whole game tree
+    exact_opponents: List[str] = field(default_factory=list)  # [] = random + perfect, or random + cfr
+    exact_max_states: int = 1_000_000  # refuse (at start) a game with more states or distinct prompts
 
 
 @dataclass

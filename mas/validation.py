@@ -271,6 +271,7 @@ def _check_rollout_and_eval(cfg: Config, source: str) -> None:
     if cfg.rollout.episodes % cfg.rollout.group_size:
         raise ConfigError(f"{source}: rollout.episodes must be a multiple of rollout.group_size")
     _positive(source, "eval.every", cfg.eval.every, zero_ok=True)
+    _positive(source, "eval.exact_max_states", cfg.eval.exact_max_states)
 
 
 def _check_training(cfg: Config, source: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from mas.agents import bots
 from mas.config import Config
+from mas.evaluation.exact import ExactEvaluation, format_report, model_policies, report_metrics
 from mas.evaluation.games import MatchResult, eval_agent, format_table, play_matches
 from mas.evaluation.workflows import format_accuracy_table, team_accuracy
 from mas.orchestration.matchmaking import GameSlot
@@ -58,6 +59,37 @@ class OpponentEvaluator(Evaluator):
         super().__init__(cfg, games, task_seeds)
         specs = dict.fromkeys(cfg.eval.opponents + cfg.eval.final_opponents)
         self.bots = {spec: bots.make(spec, self.env) for spec in specs}  # an unusable bot fails before training
+        self.exact: ExactEvaluation | None = None  # walked at the first evaluation
+        self.exact_last: tuple[int, dict] | None = None  # (iterations done, metrics) of the latest
+        if cfg.eval.exact:
+            self._check_exact()
+
+    def _check_exact(self) -> None:
+        """eval.exact's mistakes, before training: a game that cannot be enumerated, free text."""
+        from mas.evaluation.exact import make_policy
+
+        learner = self.seats[0]
+        if not learner.constrained:
+            raise ValueError(f"eval.exact reads constrained answer probabilities: agent '{learner.name}' needs "
+                             "sampling.constrained: true")
+        self.env.reset_explicit_chance()
+        for spec in self.cfg.eval.exact_opponents:
+            make_policy(spec, self.env)
+
+    def exact_metrics(self, engine: RolloutEngine, handle=None) -> tuple[dict[str, float], object]:
+        """The learner's exact figures (its sampling settings and greedy) with the current weights,
+        or those `handle` serves."""
+        learner = self.seats[0]
+        handle = handle or engine.handles.get(learner.policy)
+        if self.exact is None:
+            policies = model_policies(learner.policy, handle, engine.prompts[learner.policy].tokenizer, learner,
+                                      max_prompts=self.cfg.eval.exact_max_states)
+            self.exact = ExactEvaluation(self.env, list(policies), self.cfg.eval.exact_opponents or None,
+                                         max_states=self.cfg.eval.exact_max_states)
+        else:
+            self.exact.rescore(handle)
+        report = self.exact.report()
+        return report_metrics(report), report
 
     def against(self, engine: RolloutEngine, player, opponents: list[str], games: int, seed: int) -> dict[str, MatchResult]:
         return {spec: play_matches(engine, player, self.bots[spec], self.env.num_seats, games, stable_seed(seed, i))[0]
@@ -65,10 +97,26 @@ class OpponentEvaluator(Evaluator):
 
     def periodic(self, engine: RolloutEngine, done: int) -> dict[str, float]:
         results = self.against(engine, self._eval_player(), self.cfg.eval.opponents, self.cfg.eval.games, self._seed(done))
-        return {f"eval/{spec}/{key}": res.overall[key]
-                for spec, res in results.items() for key in ("win", "draw", "loss", "invalid", "non_loss")}
+        metrics = {f"eval/{spec}/{key}": res.overall[key]
+                   for spec, res in results.items() for key in ("win", "draw", "loss", "invalid", "non_loss")}
+        if self.cfg.eval.exact:
+            exact, report = self.exact_metrics(engine)
+            self.exact_last = (done, report)
+            metrics.update(exact)
+        return metrics
+
+    def has_final(self) -> bool:
+        return super().has_final() or self.cfg.eval.exact
 
     def final(self, engine: RolloutEngine, initial_copies) -> dict:
+        out: dict = {}
+        if super().has_final():
+            out.update(self._final_games(engine, initial_copies))
+        if self.cfg.eval.exact:
+            out["exact"] = self._final_exact(engine, initial_copies)
+        return out
+
+    def _final_games(self, engine: RolloutEngine, initial_copies) -> dict:
         cfg, seed = self.cfg.eval, self._final_seed()
         table = {"trained": self.against(engine, self._eval_player(), cfg.final_opponents, cfg.final_games, seed)}
         if cfg.compare_initial:
@@ -79,6 +127,23 @@ class OpponentEvaluator(Evaluator):
         print("\nfinal evaluation (95% Wilson intervals; an invalid game counts as a loss)")
         print(format_table(table))
         return {player: {opp: r.to_json() for opp, r in results.items()} for player, results in table.items()}
+
+    def _final_exact(self, engine: RolloutEngine, initial_copies) -> dict:
+        """The trained learner's exact table (the last evaluation's when it saw the final
+        weights) and, with compare_initial, the untrained model's."""
+        done = self.cfg.training.iterations
+        if self.exact_last is not None and self.exact_last[0] == done:
+            trained = self.exact_last[1]
+        else:
+            trained = self.exact_metrics(engine)[1]
+        reports = {"trained": trained}
+        if self.cfg.eval.compare_initial:
+            policy = self.seats[0].policy
+            reports["initial"] = self.exact_metrics(engine, handle=initial_copies([policy])[policy])[1]
+        for name, report in reports.items():
+            print(f"\nfinal exact evaluation ({name} model)")
+            print(format_report(report))
+        return {name: report.to_json() for name, report in reports.items()}
 
 
 class MixtureEvaluator(OpponentEvaluator):
@@ -144,6 +209,9 @@ class TeamEvaluator(Evaluator):
 def make_evaluator(cfg: Config, games: list[GameSlot], task_seeds: list[int] | None = None) -> Evaluator:
     """The evaluator for the run's env(s)."""
     env = games[0].env
+    if cfg.eval.exact and (env.team or len(games) > 1 or env.evaluates_itself):
+        raise ValueError("eval.exact evaluates one game played against opponents; this run's env "
+                         + ("is a workflow" if env.team else "is a mixture" if len(games) > 1 else "evaluates itself"))
     if env.team:
         return TeamEvaluator(cfg, games, task_seeds)
     if len(games) > 1:

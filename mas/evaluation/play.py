@@ -74,7 +74,7 @@ class Table:
 
     def __init__(self, env, state, human: int, agent: AgentSide, inp: TextIO, out: TextIO):
         self.state, self.seats, self.human, self.agent = state, env.num_seats, human, agent
-        self.board = env.perfect_information
+        self.board = env.perfect_information and env.game is not None  # a pyspiel board to print
         self.inp, self.out = inp, out
         self.log: list[str] = []  # "you <BET>", "agent <PASS>": the moves, for the final view
 

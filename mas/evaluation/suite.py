@@ -26,7 +26,7 @@ __all__ = ["Match", "Row", "Suite", "SuiteEntry", "build", "cfr_notes", "format_
            "run", "single_env_suite"]
 
 SUITE_KEYS = ("player", "policy", "games", "seed", "seats", "envs")
-ENTRY_KEYS = ("env", "opponents", "games", "seats")
+ENTRY_KEYS = ("env", "opponents", "games", "seats", "exact")
 
 
 @dataclass
@@ -35,6 +35,7 @@ class SuiteEntry:
     opponents: list[str]
     games: int  # per opponent, split evenly across `seats`
     seats: list[int] | None  # the player's seats; None: all of them
+    exact: bool = False  # evaluate exactly over the whole game tree (opponents: exact-capable bots)
 
 
 @dataclass
@@ -117,25 +118,30 @@ def load_suite(path: str) -> Suite:
         _keys(at, item, ENTRY_KEYS)
         if "env" not in item:
             raise ValueError(f"{at}: needs 'env' (an env id such as kuhn_poker, or a mapping with 'name')")
-        opponents = item.get("opponents")
+        exact = item.get("exact", False)
+        if not isinstance(exact, bool):
+            raise ValueError(f"{at}: exact: true or false, got {exact!r}")
+        opponents = item.get("opponents", [] if exact else None)
         if isinstance(opponents, str):
             opponents = [o.strip() for o in opponents.split(",")]
-        if not opponents or not isinstance(opponents, list):
+        if exact and opponents == []:
+            pass  # the env's default exact opponents
+        elif not opponents or not isinstance(opponents, list):
             raise ValueError(f"{at}: opponents: a non-empty list of bots, e.g. [random, cfr]")
         if len(set(map(str, opponents))) != len(opponents):
             raise ValueError(f"{at}: opponents: a bot appears twice in {opponents}")
-        for spec in opponents:
+        for spec in opponents if not exact else []:  # exact rows check theirs against the env
             try:
                 bots.check_spec(spec)
             except ValueError as err:
                 raise ValueError(f"{at}: opponents: {err}") from None
         entries.append(SuiteEntry(item["env"], [str(o).strip() for o in opponents],
                                   _int(f"{at}: games", item.get("games", games), 1),
-                                  _seats(f"{at}: seats", item["seats"]) if "seats" in item else seats))
+                                  _seats(f"{at}: seats", item["seats"]) if "seats" in item else seats, exact))
     player, policy = data.get("player"), data.get("policy")
     if player is not None and policy is not None:
         raise ValueError(f"{where}: give 'player' (a bot) or 'policy' (a checkpoint), not both")
-    if player is not None:
+    if player is not None and not all(e.exact for e in entries):
         try:
             bots.check_spec(player)
         except ValueError as err:
@@ -144,8 +150,13 @@ def load_suite(path: str) -> Suite:
                  str(player) if player is not None else None, str(policy) if policy is not None else None, str(path))
 
 
-def single_env_suite(env: str, opponents: str, games: int, seed: int) -> Suite:
-    """The suite of a plain `mas eval --env E --opponents A,B --games N`."""
+def single_env_suite(env: str, opponents: str | None, games: int, seed: int, exact: bool = False) -> Suite:
+    """The suite of a plain `mas eval --env E --opponents A,B --games N` (with --exact: the
+    opponents default to the env's exact ones, and games are not played)."""
+    if exact:
+        specs = [o.strip() for o in (opponents or "").split(",") if o.strip()]
+        return Suite([SuiteEntry(env, specs, 1, None, exact=True)], seed)
+    opponents = opponents or "random"
     specs = [o.strip() for o in opponents.split(",") if o.strip()]
     if not specs:
         raise ValueError("--opponents: at least one bot, e.g. random,mcts:100")

@@ -7,6 +7,7 @@ win / loss / draw payoffs), outcomes and returns.
 A custom game has no pyspiel state, so MCTS and CFR bots do not apply; `random` does."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -47,22 +48,52 @@ class CustomGame(Env):
     def view(self, state: Any, seat: int) -> str:
         raise NotImplementedError
 
+    def start_states(self) -> list[tuple[Any, float]]:
+        """Every state `new_state` can return, with its probability, for exact evaluation.
+        Optional: a game without it cannot be evaluated exactly."""
+        raise ValueError(f"env '{self.id}' draws its start state itself; define start_states() to enumerate it")
+
     # --- the env protocol -------------------------------------------------------------------------
     def reset(self, seed: int) -> "CustomState":
         return CustomState(self, seed)
 
+    def reset_explicit_chance(self) -> "CustomState":
+        """A state waiting for its start state to be chosen among `start_states()`."""
+        return CustomState(self, 0, starts=self.start_states())
+
 
 class CustomState(EnvState):
-    def __init__(self, game: CustomGame, seed: int):
+    def __init__(self, game: CustomGame, seed: int, starts: list[tuple[Any, float]] | None = None):
         self.game = game
-        self.state = game.new_state(np.random.default_rng(seed))
+        # with `starts`, the start state is a pending chance event (exact evaluation)
+        self.starts = starts
+        self.state = None if starts is not None else game.new_state(np.random.default_rng(seed))
         n = game.num_seats
         self.chats: list[list[dict]] = [[{"role": "system", "content": self._system(s)}] for s in range(n)]
         self.total = [0.0] * n
         self.payoffs = [0.0] * n
         self.result: list[str] | None = None
         self.moves = 0
+        if starts is None:
+            self._open_turn()
+
+    def chance_outcomes(self) -> list[tuple[int, float]]:
+        return [(i, p) for i, (_, p) in enumerate(self.starts)] if self.starts is not None else []
+
+    def apply_chance(self, outcome: int) -> None:
+        if self.starts is None:
+            raise ValueError("no chance event is pending")
+        self.state = copy.deepcopy(self.starts[outcome][0])
+        self.starts = None
         self._open_turn()
+
+    def clone(self) -> "CustomState":
+        twin = copy.copy(self)
+        twin.state = copy.deepcopy(self.state)
+        twin.chats = [list(chat) for chat in self.chats]  # messages are never changed, only appended
+        twin.total, twin.payoffs = list(self.total), list(self.payoffs)
+        twin.result = None if self.result is None else list(self.result)
+        return twin
 
     def _system(self, seat: int) -> str:
         return (f"{self.game.name.replace('_', ' ').title()}. {self.game.rules} You are player {seat}. "
@@ -77,7 +108,7 @@ class CustomState(EnvState):
             self.chats[seat].append({"role": "user", "content": text})
 
     def current_seats(self) -> list[int]:
-        return [] if self.result is not None else [self.game.to_move(self.state)]
+        return [] if self.result is not None or self.state is None else [self.game.to_move(self.state)]
 
     def messages(self, seat: int) -> list[dict]:
         return [dict(m) for m in self.chats[seat]]

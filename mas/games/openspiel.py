@@ -121,7 +121,8 @@ class OpenSpielState(EnvState):
     def clone(self) -> "OpenSpielState":
         twin = copy.copy(self)
         twin._state = self._state.clone()
-        twin._rng = copy.deepcopy(self._rng)
+        # copying a numpy generator is most of a clone's cost; explicit chance never draws from it
+        twin._rng = self._rng if self.explicit_chance else copy.deepcopy(self._rng)
         twin._chat = [list(chat) for chat in self._chat]  # messages are never changed, only appended
         twin._events = [list(events) for events in self._events]
         twin._legal = dict(self._legal)

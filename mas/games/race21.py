@@ -24,9 +24,13 @@ class Race21(CustomGame):
     name = "race_to_21"
     rules = "Players take turns adding 1, 2 or 3 to a running total; whoever brings the total to exactly 21 wins."
     TARGET = 21
+    perfect_information = True
 
     def new_state(self, rng: np.random.Generator) -> Race21State:
         return Race21State(total=int(rng.integers(0, 4)))
+
+    def start_states(self) -> list[tuple[Race21State, float]]:
+        return [(Race21State(total=t), 0.25) for t in range(4)]
 
     def to_move(self, state: Race21State) -> int:
         return state.player

@@ -127,6 +127,9 @@ class PolicyWorker:
     def generate(self, requests, sampling, seed):
         return self.backend.generate(requests, sampling, seed)
 
+    def answer_probabilities(self, requests, samplings):
+        return self.backend.answer_probabilities(requests, samplings)
+
     def update(self, turns, advantages, seed) -> dict[str, float]:
         metrics = self.trainer.update(turns, advantages, seed)
         self.backend.follow_trainer(self.state_dict)

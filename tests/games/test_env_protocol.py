@@ -93,4 +93,12 @@ def test_a_clone_plays_on_without_changing_the_original():
 def test_reset_draws_chance_itself_and_envs_without_enumeration_say_so():
     assert make("kuhn_poker").reset(0).chance_outcomes() == []
     with pytest.raises(ValueError, match="cannot enumerate"):
-        make("race_to_21").reset_explicit_chance()
+        make({"name": "workflow", "workflow": {"type": "loop", "agents": ["s", "v"]}}).reset_explicit_chance()
+
+
+def test_a_custom_game_enumerates_its_start_states():
+    state = make("race_to_21").reset_explicit_chance()
+    assert state.current_seats() == [] and state.chance_outcomes() == [(0, 0.25), (1, 0.25), (2, 0.25), (3, 0.25)]
+    state.apply_chance(2)
+    assert state.current_seats() == [0] and "Total: 2." in state.messages(0)[-1]["content"]
+    assert make("race_to_21").reset(0).chance_outcomes() == []

@@ -55,6 +55,15 @@ class Backend:
     def onload(self) -> None:
         """Take the accelerator back after `offload`. Default: nothing."""
 
+    def answer_probabilities(self, requests: list[GenerationRequest],
+                             samplings: list[SamplingParams]) -> list[list[list[float]]]:
+        """For each sampling and each constrained request, the probability that constrained decoding
+        answers each of the request's candidates (temperature 0: 1 for the answer greedy decoding
+        gives, 0 for the others); `[sampling][request][candidate]`. Exact evaluation reads policies
+        through this. Default: not available."""
+        raise ValueError(f"the {type(self).__name__} cannot compute answer probabilities; exact evaluation "
+                         "needs the hf backend")
+
     def follow_trainer(self, weights: Callable[[], dict[str, Any]] | str) -> None:
         """The worker's trainable model changed: an update (`weights()` gives its state dict) or a
         checkpoint loaded from the folder `weights`. Default: take the new weights with

@@ -15,7 +15,8 @@ import torch
 from mas.agents.backends.base import Backend, Generation, GenerationRequest, SamplingParams
 from mas.agents.backends.kv_cache import (KEPT_BYTES, Decoding, KeptTurns, cache_argument, cache_from_layers,
                                           cache_layers, returned_cache, takes_logits_to_keep)
-from mas.agents.backends.sampling import Candidates, allowed_per_row, sample_tokens
+from mas.agents.backends.sampling import (Candidates, allowed_per_row, answer_distribution, branch_points,
+                                         sample_tokens)
 from mas.training.logprobs import processed_logprobs
 
 
@@ -67,6 +68,60 @@ class HFBackend(Backend):
             for i, out in zip(chunk, outputs):
                 results[i] = out
         return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def answer_probabilities(self, requests: list[GenerationRequest],
+                             samplings: list[SamplingParams]) -> list[list[list[float]]]:
+        """Constrained answer probabilities (see `Backend.answer_probabilities`): one forward per
+        distinct prompt, then the answer tokens up to each later branch point from its cache; the
+        logits at the allowed tokens go through `processed_logprobs` as in `generate`, so the
+        figures are those of the sampler itself."""
+        self.kept.check_weights(self.model)
+        was_training = self.model.training
+        self.model.eval()
+        branches = [branch_points(r.candidates or []) for r in requests]
+        wanted: dict[tuple[int, ...], set] = {}  # prompt -> its branch points, as (prefix, allowed tokens)
+        for request, points in zip(requests, branches):
+            wanted.setdefault(tuple(request.prompt_ids), set()).update((p, tuple(t)) for p, t in points.items())
+        prompts = sorted(wanted, key=len)  # similar lengths share a batch
+        allowed_logits: dict[tuple, torch.Tensor] = {}  # (prompt, prefix, allowed) -> their logits
+        for start in range(0, len(prompts), self.max_batch_size):
+            chunk = prompts[start : start + self.max_batch_size]
+            state = self.prefill([list(p) for p in chunk])
+            # each prompt once; a branch point after some answer tokens continues from its cache
+            by_length: dict[int, list[tuple]] = {}  # prefix length -> (row, prefix, allowed)
+            for row, prompt in enumerate(chunk):
+                for prefix, allowed in wanted[prompt]:
+                    by_length.setdefault(len(prefix), []).append((row, prefix, allowed))
+            for length, items in sorted(by_length.items()):
+                if length == 0:
+                    logits = state.logits
+                else:
+                    rows = torch.tensor([item[0] for item in items], device=self.device)
+                    layers = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in cache_layers(state.kv)]
+                    branch = Decoding(cache_from_layers(layers), None, state.attention[rows], state.next_pos[rows],
+                                      state.prompt_width)
+                    self.decode_step(branch, torch.tensor([list(item[1]) for item in items]))
+                    logits = branch.logits
+                logits = logits.float().cpu()
+                for i, (row, prefix, allowed) in enumerate(items):
+                    allowed_logits[(chunk[row], prefix, allowed)] = logits[i if length else row, list(allowed)]
+        if was_training:
+            self.model.train()
+        out = []
+        for sampling in samplings:
+            per_request = []
+            for request, points in zip(requests, branches):
+                # the allowed tokens' logits alone give the same processed log-probs as the whole
+                # vocabulary masked to them (the other entries are -inf there and weigh nothing)
+                logp = {prefix: processed_logprobs(allowed_logits[(tuple(request.prompt_ids), prefix, tuple(allowed))][None],
+                                                   sampling.temperature, top_k=sampling.top_k,
+                                                   top_p=sampling.top_p)[0]
+                        for prefix, allowed in points.items()}
+                per_request.append(answer_distribution(request.candidates or [], points, logp,
+                                                       greedy=sampling.temperature <= 0))
+            out.append(per_request)
+        return out
 
     def set_weights(self, weights: dict[str, Any] | str) -> None:
         load_weights(self.model, weights)

@@ -2,6 +2,8 @@
 may take next)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mas.agents.backends.base import GenerationRequest
@@ -65,4 +67,41 @@ def allowed_per_row(steps, requests, lengths) -> list[list[list[int]] | None]:
     for step, (rows, ids) in enumerate(steps):
         for row, token in zip(rows, ids):
             out[row][step].append(token)
+    return out
+
+
+def branch_points(candidates: list[list[int]]) -> dict[tuple[int, ...], list[int]]:
+    """The prefixes at which constrained decoding chooses among several tokens, each with its
+    allowed next tokens in ascending order (as the decoder ranks them). At every other prefix the
+    next token is forced and costs no model call."""
+    children: dict[tuple[int, ...], set[int]] = {}
+    for cand in candidates:
+        for t in range(len(cand)):
+            children.setdefault(tuple(cand[:t]), set()).add(cand[t])
+    return {prefix: sorted(tokens) for prefix, tokens in children.items() if len(tokens) > 1}
+
+
+def answer_distribution(candidates: list[list[int]], branches: dict[tuple[int, ...], list[int]],
+                        logp: dict[tuple[int, ...], torch.Tensor], greedy: bool) -> list[float]:
+    """Each candidate's probability under token-by-token constrained decoding, from the processed
+    log-probs `logp[prefix]` over `branches[prefix]` at each branch point. Greedy decoding follows
+    the first highest log-prob at each branch (the decoder's argmax), so one candidate gets 1."""
+    if greedy:
+        prefix: tuple[int, ...] = ()
+        matching = list(range(len(candidates)))
+        while len(matching) > 1:
+            if prefix in branches:
+                prefix += (branches[prefix][int(logp[prefix].argmax())],)
+            else:  # a forced token
+                prefix += (candidates[matching[0]][len(prefix)],)
+            matching = [i for i in matching if tuple(candidates[i][: len(prefix)]) == prefix]
+        return [1.0 if i in matching else 0.0 for i in range(len(candidates))]
+    out = []
+    for cand in candidates:
+        total = 0.0
+        for t, token in enumerate(cand):
+            prefix = tuple(cand[:t])
+            if prefix in branches:
+                total += float(logp[prefix][branches[prefix].index(token)])
+        out.append(math.exp(total))
     return out
