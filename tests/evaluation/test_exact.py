@@ -25,6 +25,17 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MAS_CACHE", str(tmp_path / "cache"))  # the CFR policies: seconds to solve
 
 
+def test_nim_perfect_player_wins_where_theory_says():
+    # piles 1, 2, 3 have nim-sum 0: the second player wins with perfect play, whatever the first does
+    env = make({"name": "nim", "params": {"pile_sizes": "1;2;3"}})
+    report = exact_report(env, ["random", "perfect"], ["random", "perfect"])
+    assert report.rows["perfect"]["perfect"][1]["win"] == pytest.approx(1.0)
+    assert report.rows["perfect"]["random"][1]["win"] == pytest.approx(1.0)
+    assert report.rows["perfect"]["random"]["mean"]["optimal_mass"] == pytest.approx(1.0)
+    assert report.rows["random"]["perfect"][0]["loss"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow  # about a minute: the 549,946 histories of tic-tac-toe
 def test_tic_tac_toe_random_and_perfect_players_match_the_reference_values():
     env = make({"name": "tic_tac_toe", "prompt": "compact", "history": False})
     report = exact_report(env, ["random", "perfect"], ["random", "perfect"])
