@@ -177,3 +177,10 @@ def test_eval_exact_refuses_free_text_agents_before_training(tmp_path):
                                                      "ray.enabled=false", f"run.dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="sampling.constrained: true"):
         TrainingRun(cfg, progress=False).run()
+
+
+def test_a_checkpoint_is_evaluated_exactly_against_another_checkpoint(tiny_path):
+    env = make({"name": "kuhn_poker", "prompt": "compact", "history": False})
+    result = exact_evaluate(env, tiny_path, tiny_path)  # the same weights on both sides: a zero-sum tie
+    assert result["mean"]["payoff"] == pytest.approx(0.0, abs=1e-9)
+    assert result[0]["payoff"] == pytest.approx(-result[1]["payoff"], abs=1e-9) and result[0]["payoff"] != 0.0

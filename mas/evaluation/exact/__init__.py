@@ -6,7 +6,7 @@ event and every action weighted by its probability, instead of estimated from sa
 
 A policy is a bot spec with a defined distribution ("random", "cfr", "perfect"), a plain function
 `(state, seat) -> {legal action: probability}`, a `Policy` (e.g. from `model_policies`), or, in
-`exact_report`, a loaded checkpoint. "mcts:N" has no distribution to enumerate and is refused.
+a checkpoint (a folder or a loaded one). "mcts:N" has no distribution to enumerate and is refused.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mas.evaluation.exact.policies import (CFRPolicy, FunctionPolicy, ModelPolicy, PerfectPolicy, Policy,
-                                           RandomPolicy, model_policies)
+                                           RandomPolicy, checkpoint_policies, model_policies)
 from mas.evaluation.exact.tree import MAX_NODES, GameTree, build_tree
 from mas.evaluation.exact.values import expected_outcomes, nash_conv
 
@@ -26,10 +26,19 @@ __all__ = ["EXACT_BOTS", "ExactEvaluation", "ExactReport", "report_metrics", "MA
 EXACT_BOTS = ("random", "cfr", "perfect")
 
 
-def make_policy(spec: Any, env) -> Policy:
-    """A `Policy` from a bot spec, a function or a `Policy`; a one-line ValueError otherwise."""
+def make_policy(spec: Any, env, *, max_states: int = MAX_NODES) -> Policy:
+    """A `Policy` from a bot spec, a function, a `Policy`, or a checkpoint (a folder, a built-in
+    model name, or a loaded `LoadedPolicy`: its sampling-temperature policy, with constrained
+    answers); a one-line ValueError otherwise."""
+    import os
+
+    from mas.agents.models import is_builtin
+    from mas.evaluation.loading import LoadedPolicy, load_policy
+
     if isinstance(spec, Policy):
         return spec
+    if isinstance(spec, LoadedPolicy):
+        return checkpoint_policies(spec, max_prompts=max_states)[0]
     if callable(spec):
         return FunctionPolicy(spec)
     spec = str(spec).strip()
@@ -42,6 +51,8 @@ def make_policy(spec: Any, env) -> Policy:
     if spec.startswith("mcts:"):
         raise ValueError(f"'{spec}' has no action distribution to enumerate; exact evaluation takes "
                          f"{', '.join(EXACT_BOTS)}, a checkpoint or a function")
+    if os.path.isdir(spec) or is_builtin(spec) or spec.startswith("tiny-"):
+        return checkpoint_policies(load_policy(spec, constrained=True, option="policy"), max_prompts=max_states)[0]
     raise ValueError(f"unknown exact policy '{spec}'; allowed: {', '.join(EXACT_BOTS)}, a checkpoint or a function")
 
 
@@ -72,8 +83,13 @@ def _walk(env, policies: list[Policy], max_states: int, progress: bool) -> GameT
 def exact_evaluate(env, policy: Any, opponent: Any = "random", *, max_states: int = MAX_NODES) -> dict:
     """`policy` on each seat in turn, `opponent` on the others, evaluated exactly:
     {seat: {win, draw, loss, non_loss, payoff}} for the policy's seat, and "mean" over seats."""
-    me = make_policy(policy, env)
-    them = me if isinstance(opponent, str) and opponent.strip() == me.name else make_policy(opponent, env)
+    me = make_policy(policy, env, max_states=max_states)
+    them = me if isinstance(opponent, str) and opponent.strip() == me.name else make_policy(opponent, env,
+                                                                                             max_states=max_states)
+    if them is not me and them.name == me.name:  # e.g. the same checkpoint folder name twice
+        them.name = f"{them.name} (opponent)"
+        if isinstance(them, ModelPolicy):
+            them.source.name = them.name
     tree = _walk(env, [me, them], max_states, progress=False)
     return _pairing(tree, me, them, optimal=None)
 

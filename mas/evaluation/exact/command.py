@@ -2,27 +2,14 @@
 greedy) or a bot with a defined distribution, evaluated exactly on each row's env."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from mas.agents.backends.base import SamplingParams
-from mas.evaluation.exact import EXACT_BOTS, ExactReport, exact_report, make_policy, model_policies
-from mas.evaluation.loading import LoadedPolicy, run_config_sampling, trained_setup
+from mas.evaluation.exact import EXACT_BOTS, ExactReport, exact_report, make_policy
+from mas.evaluation.exact.policies import checkpoint_policies
+from mas.evaluation.loading import trained_setup
 from mas.games import make as make_env
 
-__all__ = ["checkpoint_policies", "exact_rows"]
-
-
-def checkpoint_policies(loaded: LoadedPolicy, role_prompt: str = "", temperature: float | None = None, *,
-                        max_prompts: int, progress: bool = False):
-    """The checkpoint at the sampling settings it was trained with (or `temperature`) and greedy."""
-    trained = run_config_sampling(loaded.path)
-    sampling = SamplingParams(temperature=float(temperature if temperature else trained.get("temperature", 1.0)),
-                              top_p=float(trained.get("top_p", 1.0)), top_k=int(trained.get("top_k", 0)),
-                              max_new_tokens=loaded.agent.sampling.max_new_tokens)
-    agent = replace(loaded.agent, sampling=sampling, role_prompt=role_prompt)
-    return model_policies(Path(loaded.path).name, loaded.handle, loaded.tokenizer, agent,
-                          max_prompts=max_prompts, progress=progress)
+__all__ = ["exact_rows"]
 
 
 def exact_rows(entries, player, *, policy_dir: Path | None, temperature: float | None, max_states: int,

@@ -245,6 +245,22 @@ def model_policies(name: str, handle, tokenizer, agent: Agent, *, max_prompts: i
             ModelPolicy(source, 1, f"{name} (greedy)"))
 
 
+def checkpoint_policies(loaded, role_prompt: str = "", temperature: float | None = None, *,
+                        max_prompts: int, progress: bool = False) -> tuple[ModelPolicy, ModelPolicy]:
+    """A loaded checkpoint (`mas.evaluation.loading.LoadedPolicy`) at the sampling settings it was
+    trained with (or `temperature`), and greedy. Named by its folder and the one above
+    (`step-20/main`), so two checkpoints of one run can face each other."""
+    from mas.evaluation.loading import run_config_sampling
+
+    trained = run_config_sampling(loaded.path)
+    sampling = SamplingParams(temperature=float(temperature if temperature else trained.get("temperature", 1.0)),
+                              top_p=float(trained.get("top_p", 1.0)), top_k=int(trained.get("top_k", 0)),
+                              max_new_tokens=loaded.agent.sampling.max_new_tokens)
+    agent = replace(loaded.agent, sampling=sampling, role_prompt=role_prompt)
+    name = f"{loaded.path.parent.name}/{loaded.path.name}"
+    return model_policies(name, loaded.handle, loaded.tokenizer, agent, max_prompts=max_prompts, progress=progress)
+
+
 def check_distribution(policy: Policy, tree: GameTree, node: int) -> list[float]:
     probs = policy.probs(tree, node)
     if len(probs) != len(tree.actions[node]) or abs(sum(probs) - 1.0) > 1e-4 or not all(math.isfinite(p) for p in probs):
