@@ -21,8 +21,8 @@ def exact_rows(entries, player, *, policy_dir: Path | None, temperature: float |
         at = f"{where}: envs[{i}]" if where != "--env" else "--env"
         try:
             env = make_env(entry.env)
-            env, role = trained_setup(policy_dir, env.id) if policy_dir is not None else (None, "")
-            env = env or make_env(entry.env)
+            trained, role = trained_setup(policy_dir, env.id) if policy_dir is not None else (None, "")
+            env = trained or env  # a checkpoint plays the env it was trained on as in training
             opponents = [str(o).strip() for o in entry.opponents] if entry.opponents else None
             for spec in opponents or []:
                 make_policy(spec, env)  # refused here, before any model loads

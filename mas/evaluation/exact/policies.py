@@ -14,7 +14,6 @@ large batches there. Kinds:
   greedy, with its prompts built exactly as in a rollout."""
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import replace
@@ -259,11 +258,3 @@ def checkpoint_policies(loaded, role_prompt: str = "", temperature: float | None
     agent = replace(loaded.agent, sampling=sampling, role_prompt=role_prompt)
     name = f"{loaded.path.parent.name}/{loaded.path.name}"
     return model_policies(name, loaded.handle, loaded.tokenizer, agent, max_prompts=max_prompts, progress=progress)
-
-
-def check_distribution(policy: Policy, tree: GameTree, node: int) -> list[float]:
-    probs = policy.probs(tree, node)
-    if len(probs) != len(tree.actions[node]) or abs(sum(probs) - 1.0) > 1e-4 or not all(math.isfinite(p) for p in probs):
-        raise ValueError(f"policy '{policy.name}': no distribution over the legal actions at a decision point "
-                         f"({probs})")
-    return probs

@@ -34,8 +34,8 @@ class GameTree:
     def __len__(self) -> int:
         return len(self.kind)
 
-    def decisions(self, seat: int | None = None) -> list[int]:
-        return [i for i, k in enumerate(self.kind) if k == DECISION and (seat is None or self.seat[i] == seat)]
+    def decisions(self) -> list[int]:
+        return [i for i, k in enumerate(self.kind) if k == DECISION]
 
 
 def build_tree(env, observers: list, *, max_nodes: int = MAX_NODES, progress: bool = False) -> GameTree:
