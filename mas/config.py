@@ -202,6 +202,7 @@ class LossSection:
     dual_clip: Optional[float] = None
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
+    entropy_coef: float = 0.0  # bonus on the per-token entropy of the sampling distribution
     agg: str = "token-mean"
 
 

@@ -25,6 +25,7 @@ class LossConfig:
     dual_clip: float | None = None  # c > 1; for A < 0: loss = min(loss, -c * A)
     kl_coef: float = 0.0
     kl_estimator: str = "k3"  # k1 | k2 | k3 over delta = logp_ref - logp, clamped to +-10
+    entropy_coef: float = 0.0  # bonus on the entropy of each token's sampling distribution
     agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm
     max_new_tokens: int | None = None  # the divisor of seq-mean-token-sum-norm
     ratio: str = "token"  # token (PPO) | sequence (GSPO: one ratio per turn)
@@ -48,6 +49,8 @@ class LossConfig:
             raise ValueError(f"loss.dual_clip must be > 1 (or null for off), got {self.dual_clip}")
         if not self.kl_coef >= 0.0:
             raise ValueError(f"loss.kl_coef must be >= 0, got {self.kl_coef}")
+        if not self.entropy_coef >= 0.0:
+            raise ValueError(f"loss.entropy_coef must be >= 0, got {self.entropy_coef}")
         if self.kl_estimator not in KL_ESTIMATORS:
             raise ValueError(
                 f"loss.kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, got {self.kl_estimator!r}"
@@ -87,6 +90,7 @@ def policy_loss(
     token_normalizer: float | None = None,
     row_normalizer: float | None = None,
     mix: torch.Tensor | None = None,
+    entropy: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy-gradient loss with optional dual clip and KL penalty, aggregated.
 
@@ -98,8 +102,12 @@ def policy_loss(
         l   = -min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)
     Dual clip (Ye et al. 2020, arXiv:1912.09729), c > 1: for A < 0, l = min(l, -c * A).
     KL to a frozen reference: l += kl_coef * k(delta), k in {k1, k2, k3} (see `kl_penalty`).
+    Entropy bonus: l -= entropy_coef * H, H the entropy of the token's sampling distribution (after
+    the allowed-token mask, temperature and truncation; 0 where a constrained token is forced).
     A blend of advantages (COPO, docs/algorithms.md, `copo`): `advantages` [n, k] and `mix` [n, k] give
-    l = sum_j mix_j * l_clip(A_j), each term with the same ratio and clips.
+    l = sum_j mix_j * l_clip(A_j), each term with the same ratio and clips. The KL and entropy terms
+    are weighted by sum_j mix_j (1 for a blend; the number of copies when identical sequences are
+    trained as one, each copy a column), and so are the metrics.
 
     Aggregation (`cfg.agg`; a sequence is one row/turn):
     - token-mean: sum_tokens l / token_normalizer (default: the number of tokens here). Pass the
@@ -110,9 +118,10 @@ def policy_loss(
     row_normalizer defaults to the number of distinct rows in `row_index` (rows with tokens here).
 
     Inputs are 1-D over the tokens of this micro-batch: `logp` (differentiable), `old_logp`,
-    `ref_logp`, `advantages` (the row's advantage repeated on each of its tokens) and `row_index`
-    (long, the row of each token). Returns (loss, metrics); metrics are python floats averaged over
-    the tokens here whatever `agg` is: pg_loss, clip_fraction, ratio_mean, and kl when `ref_logp` is
+    `ref_logp`, `advantages` (the row's advantage repeated on each of its tokens), `row_index`
+    (long, the row of each token) and `entropy` (differentiable, needed when entropy_coef > 0).
+    Returns (loss, metrics); metrics are python floats averaged over the tokens here whatever `agg`
+    is: pg_loss, clip_fraction, ratio_mean, and kl when `ref_logp` is
     given (plus dual_clip_fraction with dual clip).
     """
     cfg.validate()
@@ -127,6 +136,8 @@ def policy_loss(
         raise ValueError(f"policy_loss: ref_logp has shape {tuple(ref_logp.shape)}, logp {tuple(logp.shape)}")
     if cfg.kl_coef > 0 and ref_logp is None:
         raise ValueError("policy_loss: kl_coef > 0 needs ref_logp")
+    if cfg.entropy_coef > 0 and (entropy is None or entropy.shape != logp.shape):
+        raise ValueError("policy_loss: entropy_coef > 0 needs a per-token entropy shaped like logp")
 
     # Loss maths in float32 at least, whatever the model's dtype.
     dtype = torch.promote_types(logp.dtype, torch.float32)
@@ -145,6 +156,7 @@ def policy_loss(
         dual_mask = (adv < 0) & (pg > -cfg.dual_clip * adv)
         pg = torch.where(adv < 0, torch.minimum(pg, -cfg.dual_clip * adv), pg)
     weight = torch.ones_like(pg) if mix is None else mix.to(dtype).detach()
+    copies = torch.ones_like(logp) if mix is None else weight.sum(-1)
     if mix is not None:
         pg = (weight * pg).sum(-1)
         ratio = ratio.squeeze(-1)
@@ -154,21 +166,23 @@ def policy_loss(
     if ref_logp is not None:
         kl = kl_penalty(logp, ref_logp.to(dtype).detach(), cfg.kl_estimator)
         if cfg.kl_coef > 0:
-            per_token = per_token + cfg.kl_coef * kl
+            per_token = per_token + cfg.kl_coef * copies * kl
+    if cfg.entropy_coef > 0:
+        per_token = per_token - cfg.entropy_coef * copies * entropy.to(dtype)
 
     loss = _aggregate(per_token, row_index, cfg, token_normalizer, row_normalizer)
 
     with torch.no_grad():
-        denom = max(n, 1)
+        denom = max(float(copies.sum()), 1.0)
         metrics = {
             "pg_loss": float(pg.sum() / denom),
             "clip_fraction": float((weight * (clipped > unclipped)).sum() / denom),
-            "ratio_mean": float(ratio.sum() / denom),
+            "ratio_mean": float((copies * ratio).sum() / denom),
         }
         if dual_mask is not None:
             metrics["dual_clip_fraction"] = float((weight * dual_mask).sum() / denom)
         if kl is not None:
-            metrics["kl"] = float(kl.sum() / denom)
+            metrics["kl"] = float((copies * kl).sum() / denom)
     return loss, metrics
 
 

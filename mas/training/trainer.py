@@ -22,6 +22,7 @@ class UpdateSettings:
     mini_batches: int = 1  # optimizer steps per epoch
     micro_batch_tokens: int = 16384  # padded tokens per forward/backward
     agent_grad_norm_every: int = 1  # updates between per-agent gradient norms (0 = never)
+    merge_duplicates: bool = True  # identical sequences share one forward (the loss is unchanged)
 
 
 def _response_logits(model, batch: list[PackedSequence], device) -> torch.Tensor:
@@ -62,6 +63,44 @@ def _target_logprobs(model, batch: list[PackedSequence], device, truncation=(0, 
     return logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1), logp_all
 
 
+def _sequence_key(seq: PackedSequence) -> tuple:
+    return (tuple(seq.input_ids), tuple(seq.target_pos), tuple(seq.temperature),
+            tuple(None if a is None else tuple(a) for a in seq.allowed))
+
+
+def duplicate_groups(sequences: list[PackedSequence], indices, merge: bool = True) -> dict[int, list[int]]:
+    """The first of each set of identical sequences among `indices` -> all of that set, in order
+    (with `merge` off, every sequence is a set of its own)."""
+    first_of: dict[tuple, int] = {}
+    groups: dict[int, list[int]] = {}
+    for i in indices:
+        first = first_of.setdefault(_sequence_key(sequences[i]), i) if merge else i
+        groups.setdefault(first, []).append(i)
+    return groups
+
+
+def _token_advantages(sequences, copy_sets, adv: torch.Tensor):
+    """Per response token of the first sequence of each copy set: its advantage, or, when a set has
+    several copies or the advantages are blends, the (weight, advantage) columns of every copy as
+    (advantages [n, k], mix [n, k]) for `policy_loss`."""
+    firsts = [copies[0] for copies in copy_sets]
+    if adv.dim() == 1 and all(len(copies) == 1 for copies in copy_sets):
+        return adv[[r for i in firsts for r in sequences[i].target_row]], None
+    columns = []  # per token: [k, 2] (weight, advantage) pairs, one block per copy
+    for copies in copy_sets:
+        for t in range(len(sequences[copies[0]].target_row)):
+            pairs = []
+            for c in copies:
+                a = adv[sequences[c].target_row[t]]
+                pairs.append(torch.stack([torch.ones(()), a]).unsqueeze(0) if a.dim() == 0 else a)
+            columns.append(torch.cat(pairs))
+    width = max(len(c) for c in columns)
+    padded = torch.zeros(len(columns), width, 2)  # padding columns weigh 0
+    for j, c in enumerate(columns):
+        padded[j, : len(c)] = c
+    return padded[..., 1], padded[..., 0]
+
+
 class PolicyTrainer:
     def __init__(self, model, strategy, loss: LossConfig, settings: UpdateSettings, *, ref_model=None,
                  reference_context=None, device="cpu", truncation=(0, 1.0)):
@@ -78,19 +117,27 @@ class PolicyTrainer:
 
     @torch.no_grad()
     def _score(self, model, sequences):
+        """Per sequence, its response tokens' log-probs and entropies; identical sequences are
+        scored once."""
         was_training = model.training
         model.eval()
+        first = duplicate_groups(sequences, range(len(sequences)), self.settings.merge_duplicates)
+        unique = [sequences[i] for i in first]
         out_lp, out_ent = [None] * len(sequences), [None] * len(sequences)
-        index = {id(s): i for i, s in enumerate(sequences)}
-        for batch in micro_batches(sequences, self.settings.micro_batch_tokens):
+        index = {id(s): i for i, s in enumerate(unique)}
+        scored_lp, scored_ent = [None] * len(unique), [None] * len(unique)
+        for batch in micro_batches(unique, self.settings.micro_batch_tokens):
             lp, lp_all = _target_logprobs(model, batch, self.device, self.truncation)
             ent = entropy_from_logprobs(lp_all)
             offset = 0
             for seq in batch:
                 n = len(seq.target_pos)
-                out_lp[index[id(seq)]] = lp[offset : offset + n]
-                out_ent[index[id(seq)]] = ent[offset : offset + n]
+                scored_lp[index[id(seq)]] = lp[offset : offset + n]
+                scored_ent[index[id(seq)]] = ent[offset : offset + n]
                 offset += n
+        for k, copies in enumerate(first.values()):
+            for i in copies:
+                out_lp[i], out_ent[i] = scored_lp[k], scored_ent[k]
         model.train(was_training)
         return out_lp, out_ent
 
@@ -200,34 +247,40 @@ class PolicyTrainer:
 
     def _accumulate(self, sequences, group, old_lp, ref_lp, adv, loss_cfg, backward) -> dict[str, float]:
         """The aggregated loss over the sequences `group`, micro-batch by micro-batch, each part
-        passed to `backward`; returns the loss and its metrics."""
+        passed to `backward`; returns the loss and its metrics. Identical sequences (a small game's
+        few distinct prompts and answers) run one forward and backward, carrying every copy's
+        advantages: the loss is the same as with each copy on its own."""
         chosen = sorted(group, key=lambda i: len(sequences[i].input_ids))
         token_total = sum(len(sequences[i].target_pos) for i in chosen)
         row_total = len({r for i in chosen for r in sequences[i].target_row})
+        copies_of = duplicate_groups(sequences, chosen, self.settings.merge_duplicates)
         totals: dict[str, float] = {}
-        index = {id(sequences[i]): i for i in chosen}
-        for batch in micro_batches([sequences[i] for i in chosen], self.settings.micro_batch_tokens):
+        index = {id(sequences[i]): i for i in copies_of}
+        for batch in micro_batches([sequences[i] for i in copies_of], self.settings.micro_batch_tokens):
             ids = [index[id(s)] for s in batch]
-            logp, _ = _target_logprobs(self.model, batch, self.device, self.truncation)
+            cfg = loss_cfg or self.loss_cfg
+            logp, logp_all = _target_logprobs(self.model, batch, self.device, self.truncation)
+            entropy = entropy_from_logprobs(logp_all) if cfg.entropy_coef > 0 else None
             old = torch.cat([old_lp[i] for i in ids])
             rows = [r for s in batch for r in s.target_row]
             local = {r: j for j, r in enumerate(dict.fromkeys(rows))}
-            row_adv, mix = adv[rows].to(self.device), None
-            if row_adv.dim() == 3:  # per row (weight, advantage) pairs: a blend (COPO)
-                mix, row_adv = row_adv[..., 0], row_adv[..., 1]
+            row_adv, mix = _token_advantages(sequences, [copies_of[i] for i in ids], adv)
+            row_adv = row_adv.to(self.device)
+            mix = None if mix is None else mix.to(self.device)
             loss, info = policy_loss(
                 logp,
                 old,
                 row_adv,
                 torch.tensor([local[r] for r in rows], device=self.device),
-                loss_cfg or self.loss_cfg,
+                cfg,
                 ref_logp=torch.cat([ref_lp[i] for i in ids]) if ref_lp is not None else None,
                 token_normalizer=token_total,
                 row_normalizer=row_total,
                 mix=mix,
+                entropy=entropy,
             )
             backward(loss)
-            weight = len(rows) / token_total
+            weight = sum(len(sequences[c].target_pos) for i in ids for c in copies_of[i]) / token_total
             # k3 estimate of KL(old || current) on these tokens: how far the update has moved
             log_ratio = (logp.detach() - old).clamp(-10, 10)
             info = {**info, "approx_kl": float((log_ratio.exp() - 1 - log_ratio).mean())}

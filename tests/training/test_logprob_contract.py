@@ -77,6 +77,28 @@ def test_constrained_generation_logprobs_match_trainer(setup):
     assert torch.allclose(torch.cat(scored), reported, atol=1e-4, rtol=0)
 
 
+def test_entropy_bonus_spreads_a_constrained_choice(setup, tiny_path):
+    """With zero advantages the entropy bonus alone moves the update: the entropy of the allowed
+    tokens' distribution rises where the answer branches (on average: one shared step moves every
+    prompt), and stays 0 where a token is forced."""
+    tok, _, prompts, requests = setup
+    model = load_model(tiny_path)
+    answers = [f"<answer>{a}</answer>" for a in ("<X(0,0)>", "<X(1,1)>", "<PASS>")]
+    constrained = [GenerationRequest(r.prompt_ids, prompts.answer_candidates(answers)) for r in requests]
+    gens = HFBackend(model, tok).generate(constrained, SamplingParams(temperature=1.0, max_new_tokens=16), seed=2)
+    turns = _turns_from(constrained, gens, 1.0)
+    trainer = PolicyTrainer(model, TorchStrategy(model, OptimizerSettings(lr=1e-4)), LossConfig(entropy_coef=1.0),
+                            UpdateSettings(ppo_epochs=3))
+    sequences = pack_turns(turns)
+    before = torch.cat(trainer._score(model, sequences)[1])
+    trainer.update(turns, [0.0] * len(turns), seed=0)
+    after = torch.cat(trainer._score(model, sequences)[1])
+    branching = before > 1e-6
+    assert branching.any() and (~branching).any()
+    assert after[branching].mean() > before[branching].mean() + 1e-3, (before, after)
+    assert torch.all(after[~branching] < 1e-6)
+
+
 def test_first_step_ratio_is_one(setup, tiny_path):
     tok, _, _, requests = setup
     model = load_model(tiny_path)

@@ -129,6 +129,7 @@ def test_empty_micro_batch():
     ({"kl_estimator": "k4"}, "kl_estimator"),
     ({"agg": "sum"}, "agg"),
     ({"kl_coef": -1.0}, "kl_coef"),
+    ({"entropy_coef": -0.1}, "entropy_coef"),
     ({"agg": "seq-mean-token-sum-norm"}, "max_new_tokens"),
 ])
 def test_bad_config_is_one_line_error(kwargs, match):
@@ -143,6 +144,18 @@ def test_kl_coef_needs_reference_and_shapes_must_match():
         policy_loss(logp, old, adv, rows, LossConfig(kl_coef=0.1))
     with pytest.raises(ValueError, match="advantages"):
         policy_loss(logp, old, adv[:3], rows, LossConfig())
+
+
+def test_entropy_bonus_is_subtracted_per_token_and_pulls_towards_entropy():
+    logp, old, adv, rows = inputs()
+    entropy = torch.tensor([0.5, 0.0, 0.7, 0.2, 0.1], requires_grad=True)
+    base, _ = policy_loss(logp, old, adv, rows, LossConfig())
+    loss, _ = policy_loss(logp, old, adv, rows, LossConfig(entropy_coef=0.2), entropy=entropy)
+    assert loss.item() == pytest.approx(base.item() - 0.2 * 1.5 / 5, abs=1e-6)
+    loss.backward()
+    assert torch.allclose(entropy.grad, torch.full((5,), -0.2 / 5))  # more entropy, lower loss
+    with pytest.raises(ValueError, match="entropy"):
+        policy_loss(logp, old, adv, rows, LossConfig(entropy_coef=0.2))
 
 
 # --- GSPO sequence ratio ------------------------------------------------------------------------
