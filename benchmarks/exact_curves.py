@@ -1,6 +1,6 @@
 """Exact learning curves of runs trained with `eval.exact: true`, and what each final policy does.
 
-    python benchmarks/exact_curves.py RUN_DIR [RUN_DIR ...] [--plot FILE.png] [--json FILE.json]
+    python benchmarks/exact_curves.py RUN_DIR [RUN_DIR ...] [--plot FILE.png [--hline Y]] [--json FILE.json]
 
 Per run: the exact figures logged at each evaluation (NashConv and payoffs, or non-loss, of the
 sampled and the greedy policy), read from its TensorBoard events; then the final checkpoint
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--plot", default=None, help="write the NashConv (or non-loss) curves here")
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--hline", type=float, default=None, help="a dashed reference line, e.g. a target")
     parser.add_argument("--no-final", action="store_true", help="only the logged curves")
     args = parser.parse_args()
     results = {}
@@ -82,6 +83,8 @@ def main() -> None:
                 steps, values = zip(*entry["curves"][tag])
                 ax.plot(steps, values, marker="o", label=name)
                 ax.set_ylabel(tag.split("/")[-1] + " (exact, sampling temperature)")
+        if args.hline is not None:
+            ax.axhline(args.hline, color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -55,6 +55,9 @@ class OptimizerSection:
     eps: float = 1e-8
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    schedule: str = "constant"  # constant | linear | cosine: the lr over the run's iterations
+    schedule_end: float = 0.1  # linear / cosine: the fraction of lr reached at the last iteration
+    warmup_iterations: int = 0  # iterations of linear warmup before the schedule
 
 
 @dataclass

@@ -192,6 +192,8 @@ class TrainingRun:
         t1 = time.perf_counter()
         turns, advantages = loss_rows(self.cfg.training.estimator, turns, advantage_tensor, aux)
         turns, advantages = self._learning_rows(it, turns, advantages)
+        for policy, lr in self.workers.set_learning_rates(it).items():
+            metrics[f"train/{policy}/lr"] = lr
         if self.cfg.training.update == "joint":
             metrics.update(self.update_policies(turns, advantages, stable_seed(seed, it, JOINT_UPDATE_STREAM)))
         else:

@@ -27,6 +27,7 @@ from mas.orchestration.workers import DTYPES
 from mas.training import schedule, sequential
 from mas.training.advantages import available_estimators, loss_needs, make_estimator
 from mas.training.losses import AGG_MODES, KL_ESTIMATORS, RATIO_MODES
+from mas.training.lr_schedule import SCHEDULES as LR_SCHEDULES
 from mas.training.strategies import STRATEGIES, ZERO_STAGES
 from mas.training.trainer import RATIO_BASES
 
@@ -111,6 +112,9 @@ def _check_policies(cfg: Config, source: str) -> None:
                     f"({', '.join(available_models())}) nor an existing folder"
                 )
         _positive(source, f"{key}.optimizer.lr", pol.optimizer.lr)
+        _choice(source, f"{key}.optimizer.schedule", pol.optimizer.schedule, list(LR_SCHEDULES))
+        _positive(source, f"{key}.optimizer.schedule_end", pol.optimizer.schedule_end, zero_ok=True)
+        _positive(source, f"{key}.optimizer.warmup_iterations", pol.optimizer.warmup_iterations, zero_ok=True)
         _positive(source, f"{key}.resources.threads", pol.resources.threads)
         _positive(source, f"{key}.resources.num_cpus", pol.resources.num_cpus, zero_ok=True)
         _positive(source, f"{key}.resources.num_gpus", pol.resources.num_gpus, zero_ok=True)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mas.config import Config
+from mas.config import Config, effective_optimizer
 from mas.orchestration.cluster import start_ray, start_worker, stop_worker
 from mas.orchestration.handles import gather
 from mas.orchestration.scheduler import ResourcePool, check_capacity, local_capacity, plan_placement
 from mas.orchestration.topology import worker_spec
+from mas.training.lr_schedule import lr_factor
 
 
 class PolicyWorkers(Mapping):
@@ -88,6 +89,18 @@ class PolicyWorkers(Mapping):
                 for p in policies}
 
     # --- training -----------------------------------------------------------------------------
+    def set_learning_rates(self, iteration: int) -> dict[str, float]:
+        """Each trainable policy's learning rate for `iteration` (its optimizer.schedule); returns them."""
+        rates, calls = {}, []
+        for policy in self.trainable():
+            opt = self.cfg.policies[policy].optimizer
+            factor = lr_factor(opt.schedule, iteration, self.cfg.training.iterations, end=opt.schedule_end,
+                               warmup=opt.warmup_iterations)
+            rates[policy] = effective_optimizer(self.cfg, policy)["lr"] * factor
+            calls.append(self[policy].submit("set_lr_factor", factor))
+        gather(calls)
+        return rates
+
     def update(self, turns: list, advantages: list, seed: int) -> dict[str, dict[str, float]]:
         """Each trainable policy learns from its own rows: side by side (split), or one after
         another with only the active model on the shared device (colocate). Metrics per policy."""

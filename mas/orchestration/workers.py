@@ -130,6 +130,9 @@ class PolicyWorker:
     def answer_probabilities(self, requests, samplings):
         return self.backend.answer_probabilities(requests, samplings)
 
+    def set_lr_factor(self, factor: float) -> None:
+        self.trainer.strategy.set_lr_factor(factor)
+
     def update(self, turns, advantages, seed) -> dict[str, float]:
         metrics = self.trainer.update(turns, advantages, seed)
         self.backend.follow_trainer(self.state_dict)

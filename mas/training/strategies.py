@@ -59,6 +59,11 @@ class TorchStrategy:
         self.optimizer.step()
         return float(norm)
 
+    def set_lr_factor(self, factor: float) -> None:
+        """This iteration's learning rate: the configured one times `factor` (a schedule)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.lr * factor
+
     def state_dict(self) -> dict:
         return self.optimizer.state_dict()
 
@@ -160,6 +165,11 @@ class DeepSpeedStrategy:
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else 0.0
+
+    def set_lr_factor(self, factor: float) -> None:
+        """This iteration's learning rate: the configured one times `factor` (a schedule)."""
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = self.settings.lr * factor
 
     def state_dict(self) -> dict:
         return {
