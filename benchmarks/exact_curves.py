@@ -1,6 +1,7 @@
 """Exact learning curves of runs trained with `eval.exact: true`, and what each final policy does.
 
-    python benchmarks/exact_curves.py RUN_DIR [RUN_DIR ...] [--plot FILE.png [--hline Y]] [--json FILE.json]
+    python benchmarks/exact_curves.py RUN_DIR [RUN_DIR ...] [--table] [--plot FILE.png [--hline Y]]
+        [--json FILE.json]
 
 Per run: the exact figures logged at each evaluation (NashConv and payoffs, or non-loss, of the
 sampled and the greedy policy), read from its TensorBoard events; then the final checkpoint
@@ -51,11 +52,46 @@ def final_policy(run: Path) -> dict:
     return out
 
 
+def table_row(run: Path, entry: dict) -> str | None:
+    """A markdown row for an imperfect-information run: NashConv at the start, the end and its
+    lowest (with the iteration), the final policy's exact payoffs, greedy too, and training time."""
+    nash = entry["curves"].get("exact/sampled/nash_conv")
+    final = json.loads((run / "eval_final.json").read_text()).get("exact", {}).get("trained") \
+        if (run / "eval_final.json").exists() else None
+    if not nash or not final:
+        return None
+    seconds = json.loads((run / "summary.json").read_text()).get("train_seconds", float("nan"))
+    low_step, low = min(nash, key=lambda p: p[1])
+    cells = [run.name, f"{nash[0][1]:.3f}", f"**{nash[-1][1]:.3f}**", f"{low:.3f} ({low_step})"]
+    for kind in ("T=1", "greedy"):
+        name = next(n for n in final["policies"] if n.endswith(f"({kind})"))
+        payoff = final["policies"][name]
+        cells += [f"{final['nash_conv'][name]:.3f}"] if kind == "greedy" else []
+        cells += [f"{payoff[o]['mean']['payoff']:+.3f}" for o in ("random", "cfr")]
+    cells.append(f"{seconds / 60:.1f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def curve_table(results: dict, tag: str) -> str:
+    """One row per run: `tag` at each logged iteration."""
+    steps = sorted({s for entry in results.values() for s, _ in entry["curves"].get(tag, [])})
+    lines = ["| iteration | " + " | ".join(map(str, steps)) + " |", "|---" * (len(steps) + 1) + "|"]
+    for name, entry in results.items():
+        values = dict(entry["curves"].get(tag, []))
+        lines.append(f"| {name} | " + " | ".join(f"{values[s]:.2f}" if s in values else "" for s in steps) + " |")
+    return "\n".join(lines)
+
+
+TABLE_HEAD = ("| run | NashConv start | NashConv end | lowest (iteration) | payoff vs random | payoff vs CFR "
+              "| greedy NashConv | greedy vs random | greedy vs CFR | training min |\n" + "|---" * 10 + "|")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--plot", default=None, help="write the NashConv (or non-loss) curves here")
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--table", action="store_true", help="a markdown table of the runs' exact figures")
     parser.add_argument("--hline", type=float, default=None, help="a dashed reference line, e.g. a target")
     parser.add_argument("--no-final", action="store_true", help="only the logged curves")
     args = parser.parse_args()
@@ -69,6 +105,10 @@ def main() -> None:
             for info, row in entry["final"].get("policy", {}).items():
                 print(f"  {info!r}: {row}")
         results[run.name] = entry
+    if args.table:
+        rows = [table_row(Path(run), results[Path(run).name]) for run in args.runs]
+        print("\n" + TABLE_HEAD + "\n" + "\n".join(r for r in rows if r))
+        print("\n" + curve_table(results, "exact/sampled/nash_conv"))
     if args.plot:
         import matplotlib
 

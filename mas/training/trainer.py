@@ -228,9 +228,10 @@ class PolicyTrainer:
         loss_cfg = replace(self.loss_cfg, ratio="sequence")
         self.model.train()
         sums: dict[str, float] = {}
+        merge = ratio_base != "behaviour"  # behaviour log-probs are each copy's own: no merging then
         for _ in range(steps):
-            for k, v in self._optimizer_step(sequences, list(range(len(sequences))), base, ref_lp, adv,
-                                             loss_cfg).items():
+            for k, v in self._optimizer_step(sequences, list(range(len(sequences))), base, ref_lp, adv, loss_cfg,
+                                             merge=merge).items():
                 sums[k] = sums.get(k, 0.0) + v / steps
         new, _ = self._score(self.model, sequences)
         for seq, lp_new, lp_base in zip(sequences, new, base):
@@ -239,13 +240,13 @@ class PolicyTrainer:
                 tokens[row] += 1
         return {"metrics": sums, "log_ratio_sum": log_ratio_sum, "tokens": tokens}
 
-    def _optimizer_step(self, sequences, group, old_lp, ref_lp, adv, loss_cfg=None) -> dict[str, float]:
+    def _optimizer_step(self, sequences, group, old_lp, ref_lp, adv, loss_cfg=None, merge=True) -> dict[str, float]:
         self.strategy.zero_grad()
-        totals = self._accumulate(sequences, group, old_lp, ref_lp, adv, loss_cfg, self.strategy.backward)
+        totals = self._accumulate(sequences, group, old_lp, ref_lp, adv, loss_cfg, self.strategy.backward, merge)
         totals["grad_norm"] = self.strategy.step()
         return totals
 
-    def _accumulate(self, sequences, group, old_lp, ref_lp, adv, loss_cfg, backward) -> dict[str, float]:
+    def _accumulate(self, sequences, group, old_lp, ref_lp, adv, loss_cfg, backward, merge=True) -> dict[str, float]:
         """The aggregated loss over the sequences `group`, micro-batch by micro-batch, each part
         passed to `backward`; returns the loss and its metrics. Identical sequences (a small game's
         few distinct prompts and answers) run one forward and backward, carrying every copy's
@@ -253,7 +254,7 @@ class PolicyTrainer:
         chosen = sorted(group, key=lambda i: len(sequences[i].input_ids))
         token_total = sum(len(sequences[i].target_pos) for i in chosen)
         row_total = len({r for i in chosen for r in sequences[i].target_row})
-        copies_of = duplicate_groups(sequences, chosen, self.settings.merge_duplicates)
+        copies_of = duplicate_groups(sequences, chosen, merge and self.settings.merge_duplicates)
         totals: dict[str, float] = {}
         index = {id(sequences[i]): i for i in copies_of}
         for batch in micro_batches([sequences[i] for i in copies_of], self.settings.micro_batch_tokens):
