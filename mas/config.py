@@ -195,6 +195,8 @@ class RolloutSection:
     tasks: int = 0  # a fixed pool of this many tasks (seeds); 0 = a fresh seed for every group
     task_sampler: str = "uniform"  # uniform | vade: which pool tasks each iteration trains on
     vade: VadeSection = field(default_factory=VadeSection)
+    opening_moves: int = 0  # self-play groups start after this many uniformly random moves
+    opening_share: float = 1.0  # the share of self-play groups that start so
 
 
 @dataclass

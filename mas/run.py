@@ -169,7 +169,8 @@ class TrainingRun:
             seeds = self.task_sampler.choose(iteration, cfg.rollout.episodes // cfg.rollout.group_size)
         return plan_episodes(self.games, episodes=cfg.rollout.episodes, group_size=cfg.rollout.group_size,
                              opponent_shares=cfg.rollout.opponents, run_seed=cfg.run.seed, iteration=iteration,
-                             seeds=seeds)
+                             seeds=seeds, opening_moves=cfg.rollout.opening_moves,
+                             opening_share=cfg.rollout.opening_share)
 
     def iteration(self, it: int) -> dict:
         t0 = time.perf_counter()

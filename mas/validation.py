@@ -274,8 +274,22 @@ def _check_rollout_and_eval(cfg: Config, source: str) -> None:
     _check_tasks(source, cfg.rollout, cfg.eval.tasks)
     if cfg.rollout.episodes % cfg.rollout.group_size:
         raise ConfigError(f"{source}: rollout.episodes must be a multiple of rollout.group_size")
+    _check_opening(cfg, source)
     _positive(source, "eval.every", cfg.eval.every, zero_ok=True)
     _positive(source, "eval.exact_max_states", cfg.eval.exact_max_states)
+
+
+def _check_opening(cfg: Config, source: str) -> None:
+    rollout = cfg.rollout
+    _positive(source, "rollout.opening_moves", rollout.opening_moves, zero_ok=True)
+    if not 0.0 <= rollout.opening_share <= 1.0:
+        raise ConfigError(f"{source}: rollout.opening_share must be in [0, 1], got {rollout.opening_share}")
+    if rollout.opening_moves and cfg.env.history:
+        raise ConfigError(f"{source}: rollout.opening_moves needs env.history: false (with the history, the random "
+                          "opening moves would appear in the chat as the seat's own answers)")
+    if rollout.opening_moves and (cfg.env.workflow is not None or cfg.env.task is not None or cfg.env.mixture):
+        raise ConfigError(f"{source}: rollout.opening_moves plays random legal moves, so it needs a game with a list "
+                          "of legal actions, not a workflow, task or mixture")
 
 
 def _check_training(cfg: Config, source: str) -> None:

@@ -29,10 +29,12 @@ def split_groups(total: int, shares: list[float]) -> list[int]:
 
 
 def plan_episodes(slots: list[GameSlot], *, episodes: int, group_size: int, opponent_shares: dict[str, float],
-                  run_seed: int, iteration: int, seeds: list[int] | None = None) -> list[EpisodeSpec]:
+                  run_seed: int, iteration: int, seeds: list[int] | None = None, opening_moves: int = 0,
+                  opening_share: float = 1.0) -> list[EpisodeSpec]:
     """Episode specs for one iteration. Within each game, a share of its groups faces each opponent,
-    which takes seat (group index mod seats); the rest is self-play. `seeds`: each group's episode
-    seed (a task pool's picks); by default a fresh one per group."""
+    which takes seat (group index mod seats); the rest is self-play, of which the first
+    `opening_share` start after `opening_moves` random moves. `seeds`: each group's episode seed (a
+    task pool's picks); by default a fresh one per group."""
     groups = episodes // group_size
     specs: list[EpisodeSpec] = []
     g = 0
@@ -40,14 +42,16 @@ def plan_episodes(slots: list[GameSlot], *, episodes: int, group_size: int, oppo
         faced = []
         for spec, share in opponent_shares.items():
             faced.extend([slot.opponents[spec]] * int(round(share * count)))
+        opened = len(faced) + int(round(opening_share * (count - len(faced))))
         for k in range(count):
             players = list(slot.seats)
             if k < len(faced):
                 players[k % slot.env.num_seats] = faced[k]
+            opening = opening_moves if len(faced) <= k < opened else 0
             for j in range(group_size):
                 slot_index = g * group_size + j
                 specs.append(EpisodeSpec(episode_id=iteration * episodes + slot_index, group_id=iteration * groups + g,
                                          seed=stable_seed(run_seed, iteration, g) if seeds is None else seeds[g],
-                                         players=players, env=slot.env))
+                                         players=players, env=slot.env, opening_moves=opening))
             g += 1
     return specs

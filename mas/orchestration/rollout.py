@@ -15,11 +15,13 @@ import numpy as np
 
 from mas.agents.agent import Agent
 from mas.agents.backends.base import GenerationRequest
+from mas.agents.bots import RandomBot
 from mas.agents.chat import PromptTokenizer
 from mas.orchestration.handles import gather
 from mas.records import Episode, Turn
 from mas.seeding import EPISODE_RNG_STREAM, stable_seed
 
+_OPENING = RandomBot("opening")
 Player = Union[Agent, Any]  # an Agent, or a bot with `name` and `act(state, seat, rng) -> str`
 
 
@@ -30,6 +32,7 @@ class EpisodeSpec:
     seed: int
     players: list[Player]  # one per seat
     env: Any = None  # the game of this episode (a mixture of games); None: the engine's env
+    opening_moves: int = 0  # uniformly random moves played before the players act (not trained on)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class RolloutEngine:
             env = s.env or self.env
             live.append(_Live(s, env, env.reset(s.seed), np.random.default_rng(stable_seed(s.seed, EPISODE_RNG_STREAM)),
                               defaultdict(_SeatContext), []))
+            self._play_opening(live[-1])
         round_index = 0
         while True:
             waiting: list[tuple[_Live, int, Agent]] = []
@@ -140,6 +144,16 @@ class RolloutEngine:
         return episodes, stats
 
     # --- per move -----------------------------------------------------------------------------
+    def _play_opening(self, ep: _Live) -> None:
+        """The spec's random opening moves, drawn from the episode's rng: a group (one seed) shares
+        its opening. They are nobody's turns, so no one learns from them."""
+        for _ in range(ep.spec.opening_moves):
+            for seat in ep.state.current_seats():
+                if ep.state.is_terminal():
+                    return
+                text = _OPENING.act(ep.state, seat, ep.rng)
+                self._apply(ep, seat, lambda: ep.state.apply(seat, text))
+
     def _advance_bots(self, ep: _Live) -> None:
         """Let bots move until an agent must act or the game ends."""
         while not ep.state.is_terminal():

@@ -104,3 +104,23 @@ def test_turns_carry_reward_shares_outcome_and_task(worker, tiny_path):
     for ep in episodes:
         for t in ep.turns:
             assert t.outcome_key == ep.outcomes[t.seat] and t.task == str(ep.seed)
+
+
+def test_random_openings_are_shared_by_a_group_and_not_trained_on(worker, tiny_path):
+    """Two random moves before the agents act: X moves first again, on a board with one X and one
+    O; the two episodes of a group (one seed) start from the same position, other seeds from others."""
+    env = make({"name": "tic_tac_toe", "history": False, "prompt": "compact"})
+    engine = _engine(env, worker, tiny_path)
+    specs = [EpisodeSpec(episode_id=i, group_id=i // 2, seed=i // 2, players=[AGENT, AGENT], opening_moves=2)
+             for i in range(8)]
+    episodes, _ = engine.play(specs, seed=0)
+    plain, _ = engine.play([EpisodeSpec(0, 0, 0, [AGENT, AGENT])], seed=0)
+    tok = load_tokenizer(tiny_path)
+    assert tok.decode(plain[0].turns[0].prompt_ids).count("<X(") == 9  # the empty board: 9 legal moves
+    for ep in episodes:
+        first = ep.turns[0]
+        assert first.seat == 0 and len(ep.turns) <= 7  # nobody's turns: the two opening moves
+        assert tok.decode(first.prompt_ids).count("<X(") == 7
+    starts = [ep.turns[0].obs_key for ep in episodes]
+    assert starts[0::2] == starts[1::2]  # a group shares its opening
+    assert len(set(starts)) > 1
