@@ -193,8 +193,10 @@ class TrainingRun:
         t1 = time.perf_counter()
         turns, advantages = loss_rows(self.cfg.training.estimator, turns, advantage_tensor, aux)
         turns, advantages = self._learning_rows(it, turns, advantages)
+        learning = {t.policy for t in turns}
         for policy, lr in self.workers.set_learning_rates(it).items():
-            metrics[f"train/{policy}/lr"] = lr
+            if policy in learning:  # logged beside the policy's update metrics
+                metrics[f"train/{policy}/lr"] = lr
         if self.cfg.training.update == "joint":
             metrics.update(self.update_policies(turns, advantages, stable_seed(seed, it, JOINT_UPDATE_STREAM)))
         else:
