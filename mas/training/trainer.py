@@ -86,18 +86,14 @@ def _token_advantages(sequences, copy_sets, adv: torch.Tensor):
     firsts = [copies[0] for copies in copy_sets]
     if adv.dim() == 1 and all(len(copies) == 1 for copies in copy_sets):
         return adv[[r for i in firsts for r in sequences[i].target_row]], None
-    columns = []  # per token: [k, 2] (weight, advantage) pairs, one block per copy
+    blocks = []  # per copy set: [tokens, columns, 2] (weight, advantage) pairs, each copy's columns side by side
     for copies in copy_sets:
-        for t in range(len(sequences[copies[0]].target_row)):
-            pairs = []
-            for c in copies:
-                a = adv[sequences[c].target_row[t]]
-                pairs.append(torch.stack([torch.ones(()), a]).unsqueeze(0) if a.dim() == 0 else a)
-            columns.append(torch.cat(pairs))
-    width = max(len(c) for c in columns)
-    padded = torch.zeros(len(columns), width, 2)  # padding columns weigh 0
-    for j, c in enumerate(columns):
-        padded[j, : len(c)] = c
+        a = adv[torch.tensor([sequences[c].target_row for c in copies])]  # [copies, tokens] (or [.., k, 2])
+        if a.dim() == 2:
+            a = torch.stack([torch.ones_like(a), a], -1).unsqueeze(2)  # one column of weight 1 per copy
+        blocks.append(a.permute(1, 0, 2, 3).reshape(a.shape[1], -1, 2))
+    width = max(b.shape[1] for b in blocks)
+    padded = torch.cat([torch.nn.functional.pad(b, (0, 0, 0, width - b.shape[1])) for b in blocks])  # weight 0
     return padded[..., 1], padded[..., 0]
 
 
