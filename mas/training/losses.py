@@ -121,8 +121,8 @@ def policy_loss(
     `ref_logp`, `advantages` (the row's advantage repeated on each of its tokens), `row_index`
     (long, the row of each token) and `entropy` (differentiable, needed when entropy_coef > 0).
     Returns (loss, metrics); metrics are python floats averaged over the tokens here whatever `agg`
-    is: pg_loss, clip_fraction, ratio_mean, and kl when `ref_logp` is
-    given (plus dual_clip_fraction with dual clip).
+    is: pg_loss, clip_fraction, ratio_mean, and kl when `ref_logp` is given (plus
+    dual_clip_fraction with dual clip).
     """
     cfg.validate()
     n = logp.shape[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from mas.records import Turn
 
@@ -18,6 +19,13 @@ class PackedSequence:
     behaviour_logp: list[float] = field(default_factory=list)
     allowed: list[list[int] | None] = field(default_factory=list)
     temperature: list[float] = field(default_factory=list)
+
+    @cached_property
+    def identity(self) -> tuple:
+        """What makes two packed sequences train identically (ids, response positions, sampling);
+        read once packing is done."""
+        return (tuple(self.input_ids), tuple(self.target_pos), tuple(self.temperature),
+                tuple(None if a is None else tuple(a) for a in self.allowed))
 
     def add_response(self, row: int, turn: Turn) -> None:
         start = len(self.input_ids)

@@ -63,18 +63,13 @@ def _target_logprobs(model, batch: list[PackedSequence], device, truncation=(0, 
     return logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1), logp_all
 
 
-def _sequence_key(seq: PackedSequence) -> tuple:
-    return (tuple(seq.input_ids), tuple(seq.target_pos), tuple(seq.temperature),
-            tuple(None if a is None else tuple(a) for a in seq.allowed))
-
-
 def duplicate_groups(sequences: list[PackedSequence], indices, merge: bool = True) -> dict[int, list[int]]:
     """The first of each set of identical sequences among `indices` -> all of that set, in order
     (with `merge` off, every sequence is a set of its own)."""
     first_of: dict[tuple, int] = {}
     groups: dict[int, list[int]] = {}
     for i in indices:
-        first = first_of.setdefault(_sequence_key(sequences[i]), i) if merge else i
+        first = first_of.setdefault(sequences[i].identity, i) if merge else i
         groups.setdefault(first, []).append(i)
     return groups
 
@@ -253,9 +248,9 @@ class PolicyTrainer:
         copies_of = duplicate_groups(sequences, chosen, merge and self.settings.merge_duplicates)
         totals: dict[str, float] = {}
         index = {id(sequences[i]): i for i in copies_of}
+        cfg = loss_cfg or self.loss_cfg
         for batch in micro_batches([sequences[i] for i in copies_of], self.settings.micro_batch_tokens):
             ids = [index[id(s)] for s in batch]
-            cfg = loss_cfg or self.loss_cfg
             logp, logp_all = _target_logprobs(self.model, batch, self.device, self.truncation)
             entropy = entropy_from_logprobs(logp_all) if cfg.entropy_coef > 0 else None
             old = torch.cat([old_lp[i] for i in ids])
