@@ -127,6 +127,13 @@ class EnvState:
         Default "": no key."""
         return ""
 
+    def position_key(self) -> str | None:
+        """A key equal for two states exactly when they are one position: the same future and
+        every seat shown the same prompt from here on, whatever the moves that led there.
+        Exact evaluation walks each position once. Default None: every history is its own
+        position."""
+        return None
+
     def outcome_key(self, seat: int) -> str:
         """A key under which samples of one task that reached the same result agree (COPO).
         Default: the seat's outcome."""

@@ -72,6 +72,7 @@ class OpenSpielEnv(Env):
         self.renderer = make_renderer(self.game)
         self.prompt = prompt
         self.history = bool(history)
+        self.renderer.position_only = prompt == "compact" and not self.history and self.renderer.shows_position
         # intermediate rewards (Hanabi): paid as they come, to every seat they name
         self.step_rewards = gtype.reward_model == pyspiel.GameType.RewardModel.REWARDS
         self.cooperative = gtype.utility == pyspiel.GameType.Utility.IDENTICAL
@@ -153,6 +154,13 @@ class OpenSpielState(EnvState):
 
         view = f"{self._state.current_player()}|{self._render._view(self._state, seat)}"
         return hashlib.blake2b(view.encode(), digest_size=8).hexdigest()
+
+    def position_key(self) -> str | None:
+        # Only where prompts show the position alone (compact, no history, a board game), and
+        # only before the episode was ended by the env (an invalid answer, max_turns).
+        if not self._render.position_only or (self._terminal and self.end_reason != "game"):
+            return None
+        return f"{self.moves}|{self._state.current_player()}|{self._state}"
 
     def legal_actions(self, seat: int) -> list[str]:
         if seat not in self.current_seats():
@@ -280,7 +288,8 @@ class OpenSpielState(EnvState):
                 system = (self._render.system_prompt(seat) if self.env.prompt == "full"
                           else self._render.compact_system_prompt(seat))
                 chat.append({"role": "system", "content": system})
-            content = self._render.turn_message(self._state, seat, self._events[seat], legal)
+            events = [] if self._render.position_only else self._events[seat]
+            content = self._render.turn_message(self._state, seat, events, legal)
             self._events[seat] = []
             chat.append({"role": "user", "content": content})
 

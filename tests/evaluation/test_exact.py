@@ -35,9 +35,11 @@ def test_nim_perfect_player_wins_where_theory_says():
     assert report.rows["random"]["perfect"][0]["loss"] == pytest.approx(1.0)
 
 
-@pytest.mark.slow  # about a minute: the 549,946 histories of tic-tac-toe
-def test_tic_tac_toe_random_and_perfect_players_match_the_reference_values():
-    env = make({"name": "tic_tac_toe", "prompt": "compact", "history": False})
+@pytest.mark.parametrize("prompt", ["compact", pytest.param("full", marks=pytest.mark.slow)])
+def test_tic_tac_toe_random_and_perfect_players_match_the_reference_values(prompt):
+    # compact prompts without history show the position alone: the walk visits its 5,478
+    # positions; full prompts (slow: about a minute) make each of the 549,946 histories a node
+    env = make({"name": "tic_tac_toe", "prompt": prompt, "history": False})
     report = exact_report(env, ["random", "perfect"], ["random", "perfect"])
     rr = report.rows["random"]["random"]
     assert rr[0]["non_loss"] == pytest.approx(0.712, abs=5e-4) and rr[1]["non_loss"] == pytest.approx(0.415, abs=5e-4)
@@ -49,7 +51,31 @@ def test_tic_tac_toe_random_and_perfect_players_match_the_reference_values():
     assert pr["mean"]["optimal_mass"] == pytest.approx(1.0)  # every move it makes is optimal
     assert 0.0 < rr["mean"]["optimal_mass"] < 1.0
     assert report.rows["perfect"]["perfect"]["mean"]["draw"] == pytest.approx(1.0)  # the game is a draw
-    assert report.states == 549_946  # every history of the game
+    assert report.states == (5_478 if prompt == "compact" else 549_946)
+
+
+def test_a_model_scored_on_positions_gets_the_figures_of_the_walk_over_histories(tiny_path):
+    from mas.evaluation.exact import ExactEvaluation
+    from mas.evaluation.exact.tree import build_tree
+
+    env = make({"name": "nim", "params": {"pile_sizes": "2;3;4"}, "prompt": "compact", "history": False})
+    loaded = load_policy(tiny_path, constrained=True, max_new_tokens=8, threads=2)
+    agent = replace(loaded.agent, sampling=SamplingParams(temperature=1.0, max_new_tokens=8))
+    policies = model_policies("tiny", loaded.handle, loaded.tokenizer, agent, max_prompts=100_000)
+    merged = ExactEvaluation(env, list(policies), ["random", "perfect"])
+    histories = build_tree(env, [], merge_positions=False)
+    assert len(merged.tree) < len(histories) / 3  # piles are reached by many move orders
+    by_positions = merged.report()
+    merged.tree = build_tree(env, [p.observer for p in policies] + [merged.theirs[1]], merge_positions=False)
+    for observer in [policies[0].source, merged.theirs[1]]:
+        observer.resolve(merged.tree)
+    by_histories = merged.report()
+    assert by_histories.states == len(histories)
+    for name, rows in by_positions.rows.items():
+        for opponent, figures in rows.items():
+            for seat in (0, 1, "mean"):
+                for key, value in figures[seat].items():
+                    assert by_histories.rows[name][opponent][seat][key] == pytest.approx(value, abs=1e-9)
 
 
 def test_kuhn_reference_values_for_bots_and_a_plain_function():

@@ -93,6 +93,25 @@ def test_ttt_first_turn_and_known_position():
     assert msgs[2]["content"] == "<O(0,2)>"
 
 
+def test_ttt_compact_prompt_without_history_is_the_position_alone():
+    """Two move orders reaching one position give the same prompt: no report of the last move,
+    the marks listed by cell. Kept by the compact prompt with history only in move order."""
+    env = games.make({"name": "tic_tac_toe", "prompt": "compact", "history": False})
+    a, b = env.reset(0), env.reset(1)
+    play(a, ["<X(1,1)>", "<O(0,2)>", "<X(0,0)>", "<O(2,2)>"])
+    play(b, ["<X(0,0)>", "<O(2,2)>", "<X(1,1)>", "<O(0,2)>"])
+    assert a.messages(0) == b.messages(0)
+    assert a.messages(0)[-1]["content"] == (
+        "Legal actions: <X(0,1)> <X(1,0)> <X(1,2)> <X(2,0)> <X(2,1)>\n"
+        "Board:\nX . O\n. X .\n. . O\n"
+        "Marks: <x(0,0)> <o(0,2)> <x(1,1)> <o(2,2)>"
+    )
+    chat = games.make({"name": "tic_tac_toe", "prompt": "compact", "history": True}).reset(0)
+    play(chat, ["<X(1,1)>", "<O(0,2)>"])
+    assert chat.messages(0)[-1]["content"].startswith("Opponent played <O(0,2)>.")
+    assert chat.messages(0)[-1]["content"].endswith("Moves so far: <x(1,1)> <o(0,2)>")
+
+
 def test_ttt_messages_extend():
     state = games.make("tic_tac_toe").reset(0)
     seen = {0: [], 1: []}  # each seat's messages at each of its turns, and its answer

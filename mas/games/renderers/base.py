@@ -36,6 +36,12 @@ class Renderer:
 
     is_poker = False
     rules = ""  # hand-written renderers: the rules of the game in a few sentences
+    shows_position = False  # the view alone is the whole position (board games): see `position_only`
+
+    # Set by the env for compact prompts without history: the turn message is then a function of
+    # the position alone (no report of the last move, nothing in move order). The same position
+    # then always reads the same, so a tiny model sees each one as often as it occurs.
+    position_only = False
 
     def __init__(self, game: pyspiel.Game):
         self.game = game

@@ -8,6 +8,7 @@ from mas.games.renderers.base import ANSWER_INSTRUCTIONS, COMPACT_INSTRUCTIONS, 
 
 @renderer("tic_tac_toe")
 class TicTacToeRenderer(Renderer):
+    shows_position = True
     rules = ("Two players take turns marking a 3x3 grid; X moves first. Three marks in a row, column or "
              "diagonal win. A full grid with no line is a draw.")
 
@@ -40,13 +41,18 @@ class TicTacToeRenderer(Renderer):
         # position from the token itself instead of counting grid characters. Lower case keeps these
         # tokens apart from the legal actions (<X(0,2)>), which name empty cells.
         moves = [self.action_text(state, i % 2, a).lower() for i, a in enumerate(state.history())]
+        label = "Moves so far"
+        if self.position_only:  # the marks by cell: the order they were played in is not the position
+            moves.sort(key=lambda m: m[2:])
+            label = "Marks"
         return ["Board:"] + [" ".join(r.strip().upper()) for r in rows] + [
-            "Moves so far: " + (" ".join(moves) if moves else "none")
+            f"{label}: " + (" ".join(moves) if moves else "none")
         ]
 
 
 @renderer("connect_four")
 class ConnectFourRenderer(Renderer):
+    shows_position = True
     rules = ("Two players drop discs into a 7-column, 6-row grid; a disc falls to the lowest free cell of "
              "its column. X moves first. Four discs of one player in a row, column or diagonal win. A full "
              "grid is a draw.")
@@ -65,6 +71,7 @@ class ConnectFourRenderer(Renderer):
 
 @renderer("nim")
 class NimRenderer(Renderer):
+    shows_position = True
     rules = ("Players take turns removing one or more objects from a single pile. Whoever takes the last "
              "object wins.")
 
