@@ -17,8 +17,9 @@ $(BIN)/mas:
 
 setup: $(BIN)/mas
 
+# ARGS: config overrides, e.g. make quickstart ARGS="run.seed=1"
 quickstart: setup
-	$(BIN)/mas train configs/quickstart.yaml
+	$(BIN)/mas train configs/quickstart.yaml $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q
