@@ -35,7 +35,7 @@ def main() -> int:
     out = Path(args.out or f"runs/gpu_check_{args.device.replace(':', '')}_{args.dtype}")
     threads = 16 if args.device.startswith("cuda") else 2
     cfg = load_config("configs/quickstart.yaml", [
-        f"run.dir={out}", "ray.enabled=false", f"training.iterations={args.iterations}", "eval.every=0",
+        f"run.dir={out}", "ray.enabled=false", f"training.iterations={args.iterations}", "eval.every=0", "eval.exact=false",
         "eval.final_games=0", "eval.compare_initial=false", f"rollout.episodes={args.episodes}",
         f"policies.main.model={args.model}", f"policies.main.device={args.device}", f"policies.main.dtype={args.dtype}",
         f"policies.main.resources.threads={threads}", "policies.main.optimizer.lr=0.0001",

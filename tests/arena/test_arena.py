@@ -18,7 +18,7 @@ from mas.cli import main
 from mas.training.advantages import available_estimators
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+BASE = str(ROOT / "configs" / "arena" / "tictactoe_base.yaml")  # the shipped arena's base run
 MATH = str(ROOT / "configs" / "math_loop.yaml")
 
 
@@ -50,7 +50,7 @@ def test_shipped_arenas_build_every_run():
 
 def test_entries_default_to_their_label_and_layer_overrides(tmp_path):
     path = _arena(tmp_path, {
-        "base": QUICKSTART, "out": str(tmp_path / "out"), "seeds": [4, 7],
+        "base": BASE, "out": str(tmp_path / "out"), "seeds": [4, 7],
         "overrides": {"training.iterations": 3, "eval": {"every": 2}},
         "entries": {"grpo": {}, "tokensum": {"training.estimator": "dr_grpo", "training.loss.agg": "seq-mean-token-sum-norm"},
                     "ngrpo": {"training.estimator_args": {"max_reward": 1.25}}},
@@ -78,7 +78,7 @@ def test_dotted_keys_expand_and_flatten_to_the_same_leaves():
 
 
 def test_one_line_per_mistake(tmp_path):
-    path = _arena(tmp_path, {"base": QUICKSTART, "sedes": [0], "seeds": [],
+    path = _arena(tmp_path, {"base": BASE, "sedes": [0], "seeds": [],
                              "entries": {"nosuch": {}, "grpo": {"training.itrations": 3},
                                          "ngrpo": {"training.estimator_args": {"max_rewar": 1}}}})
     lines = _errors(path)
@@ -94,24 +94,24 @@ def test_one_line_per_mistake(tmp_path):
 
 
 def test_no_entries_missing_base_and_bad_shared_override(tmp_path):
-    assert any("no entries" in x for x in _errors(_arena(tmp_path, {"base": QUICKSTART, "entries": {}})))
+    assert any("no entries" in x for x in _errors(_arena(tmp_path, {"base": BASE, "entries": {}})))
     assert any("arena.base: config file 'nope.yaml' not found" in x
                for x in _errors(_arena(tmp_path, {"base": "nope.yaml", "entries": {"grpo": {}}})))
-    lines = _errors(_arena(tmp_path, {"base": QUICKSTART, "overrides": {"training.iterations": 0},
+    lines = _errors(_arena(tmp_path, {"base": BASE, "overrides": {"training.iterations": 0},
                                       "entries": {"grpo": {}, "mars": {}}}))
     assert lines == [f"{tmp_path / 'arena.yaml'}: arena.overrides: training.iterations: must be > 0, got 0"]
-    lines = _errors(_arena(tmp_path, {"base": QUICKSTART, "seeds": [0, 0], "entries": {"a.b": {}}}))
+    lines = _errors(_arena(tmp_path, {"base": BASE, "seeds": [0, 0], "entries": {"a.b": {}}}))
     assert any("each seed once" in x for x in lines) and any("arena.entries.a.b" in x for x in lines)
 
 
 def test_cli_prints_each_mistake_and_exits_2(tmp_path, capsys):
-    path = _arena(tmp_path, {"base": QUICKSTART, "seeds": [], "entries": {"nosuch": {}}})
+    path = _arena(tmp_path, {"base": BASE, "seeds": [], "entries": {"nosuch": {}}})
     with pytest.raises(SystemExit) as exc:
         main(["arena", path])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(x.startswith("mas: error: ") for x in err) and "Traceback" not in "".join(err)
-    good = _arena(tmp_path, {"base": QUICKSTART, "entries": {"grpo": {}}}, "good.yaml")
+    good = _arena(tmp_path, {"base": BASE, "entries": {"grpo": {}}}, "good.yaml")
     with pytest.raises(SystemExit):
         main(["arena", good, "--only", "mars"])
     assert "--only: unknown entry 'mars'; entries: grpo" in capsys.readouterr().err
@@ -189,7 +189,7 @@ def test_grad_norms_per_agent_on_shared_and_own_policies():
 
 def test_report_on_synthetic_runs(tmp_path, capsys):
     out = tmp_path / "out"
-    path = _arena(tmp_path, {"name": "synthetic", "base": QUICKSTART, "seeds": [1, 2, 3], "out": str(out),
+    path = _arena(tmp_path, {"name": "synthetic", "base": BASE, "seeds": [1, 2, 3], "out": str(out),
                              "entries": {"grpo": {}, "mars": {}, "rae": {}}})
     spec = load_spec(path)
     curves = {1: [(0, 0.5), (2, 0.7), (4, 0.6)], 2: [(0, 0.5), (2, 0.5), (4, 0.5)], 3: [(0, 0.5), (2, 0.9), (4, 0.7)]}
@@ -251,7 +251,7 @@ def test_report_on_a_workflow_run(tmp_path):
 
 
 def test_report_only_without_runs(tmp_path):
-    path = _arena(tmp_path, {"base": QUICKSTART, "out": str(tmp_path / "out"), "entries": {"grpo": {}}})
+    path = _arena(tmp_path, {"base": BASE, "out": str(tmp_path / "out"), "entries": {"grpo": {}}})
     lines = []
     assert run_arena(path, report_only=True, echo=lines.append) == 1
     assert "no finished runs" in lines[-1]
@@ -281,10 +281,10 @@ def test_config_drift_names_the_changed_setting(tmp_path):
     from mas.config import to_yaml
     from mas.validation import load_config
 
-    cfg = load_config(QUICKSTART, ["training.iterations=3"])
+    cfg = load_config(BASE, ["training.iterations=3"])
     (tmp_path / "config.yaml").write_text(to_yaml(cfg))
     assert config_drift(tmp_path, cfg) is None
-    assert config_drift(tmp_path, load_config(QUICKSTART, ["training.iterations=4"])) == \
+    assert config_drift(tmp_path, load_config(BASE, ["training.iterations=4"])) == \
         "training.iterations is 3 there, 4 now"
 
 
@@ -297,7 +297,7 @@ TINY = {"training.iterations": 1, "rollout.episodes": 4, "training.mini_batches"
 
 def test_tiny_arena_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "out"
-    path = _arena(tmp_path, {"name": "tiny", "base": QUICKSTART, "overrides": TINY, "seeds": [0, 1], "out": str(out),
+    path = _arena(tmp_path, {"name": "tiny", "base": BASE, "overrides": TINY, "seeds": [0, 1], "out": str(out),
                              "entries": {"grpo": {}, "tokensum": {"training.estimator": "dr_grpo",
                                                                   "training.loss.agg": "seq-mean-token-sum-norm"}}})
     assert main(["arena", path, "--jobs", "2"]) == 0
@@ -330,7 +330,7 @@ def test_tiny_arena_end_to_end_and_resume(tmp_path, capsys):
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, capsys):
     out = tmp_path / "out"
-    path = _arena(tmp_path, {"base": QUICKSTART, "overrides": {**TINY, "training.iterations": 2, "run.save_every": 1},
+    path = _arena(tmp_path, {"base": BASE, "overrides": {**TINY, "training.iterations": 2, "run.save_every": 1},
                              "seeds": [0], "out": str(out), "entries": {"grpo": {}}})
     assert main(["arena", path]) == 0
     run = out / "grpo" / "seed-0"
