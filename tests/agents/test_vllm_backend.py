@@ -14,10 +14,9 @@ from mas.agents.backends.vllm import (
     VLLMBackend,
     constrained_decode,
     generation_from_output,
-    read_hf_weights,
     sampling_kwargs,
+    save_weights,
     vllm_available,
-    weight_pairs,
 )
 
 no_vllm = pytest.mark.skipif(vllm_available(), reason="vllm is installed here")
@@ -133,21 +132,11 @@ def test_constrained_decode_cut_off_is_not_finished():
     assert gen.allowed_ids == [[5], [6, 7]]
 
 
-def test_weight_pairs_are_detached_cpu_tensors_in_order():
-    w = torch.nn.Parameter(torch.ones(2, 2))
-    pairs = weight_pairs({"model.embed_tokens.weight": w, "lm_head.weight": torch.zeros(3)})
-    assert [name for name, _ in pairs] == ["model.embed_tokens.weight", "lm_head.weight"]
-    assert all(t.device.type == "cpu" and not t.requires_grad for _, t in pairs)
-    assert torch.equal(pairs[0][1], torch.ones(2, 2))
+def test_save_weights_writes_tied_tensors_as_separate_cpu_copies(tmp_path):
+    from safetensors.torch import load_file
 
-
-def test_read_hf_weights_reads_every_safetensors_file(tmp_path):
-    from safetensors.torch import save_file
-
-    save_file({"a.weight": torch.arange(3.0)}, str(tmp_path / "model-00001-of-00002.safetensors"))
-    save_file({"b.weight": torch.ones(2)}, str(tmp_path / "model-00002-of-00002.safetensors"))
-    got = dict(read_hf_weights(str(tmp_path)))
-    assert set(got) == {"a.weight", "b.weight"}
-    assert torch.equal(got["a.weight"], torch.arange(3.0))
-    with pytest.raises(FileNotFoundError):
-        read_hf_weights(str(tmp_path / "missing"))
+    embed = torch.nn.Parameter(torch.arange(6.0).reshape(3, 2))
+    path = save_weights({"model.embed_tokens.weight": embed, "lm_head.weight": embed}, str(tmp_path))
+    got = load_file(path)
+    assert set(got) == {"model.embed_tokens.weight", "lm_head.weight"}
+    assert torch.equal(got["lm_head.weight"], embed.detach()) and not got["lm_head.weight"].requires_grad

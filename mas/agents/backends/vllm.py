@@ -1,9 +1,8 @@
 """Generation with vLLM on GPU machines (optional extra: `pip install -e '.[vllm]'`).
 
-UNTESTED on this project's machines: vLLM cannot be installed on the CPU development machine and the
-GPU machine lent to sessions does not have it either; only the pure helpers below are tested. The
-code follows vLLM's documented API as of v0.26 (docs.vllm.ai: Sleep Mode, Engine Arguments
-`logprobs_mode`, `SamplingParams`, `LLM.collective_rpc`); `logprobs_mode` needs vLLM >= 0.10.2.
+Tested on vLLM's CPU build (`make test-vllm`, tests/agents/test_vllm_engine.py): weight sync. The rest follows vLLM's
+documented API (docs.vllm.ai: Sleep Mode, Engine Arguments `logprobs_mode`, `SamplingParams`,
+`LLM.collective_rpc`); `logprobs_mode` needs vLLM >= 0.10.2.
 
 Semantics follow the HF backend, so that behaviour and trainer log-probs agree:
 - Log-probs are vLLM's *processed* log-probs (`logprobs_mode="processed_logprobs"`): after the
@@ -21,6 +20,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -121,27 +121,15 @@ def constrained_decode(
     ]
 
 
-def weight_pairs(state_dict: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(name, CPU tensor) pairs: what vLLM's `model.load_weights` takes and what can cross to its
-    worker processes."""
-    return [(name, tensor.detach().to("cpu")) for name, tensor in state_dict.items()]
+def save_weights(state_dict: dict[str, Any], folder: str) -> str:
+    """Tensors in memory as `folder/model.safetensors`, what the engine's in-place reload reads.
+    Each tensor is copied to CPU on its own, so tied weights (an embedding shared with the LM head)
+    are saved twice rather than refused; the engine skips the tied copy."""
+    from safetensors.torch import save_file
 
-
-def read_hf_weights(folder: str) -> list[tuple[str, Any]]:
-    from safetensors.torch import load_file
-
-    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors files in {folder}")
-    return [pair for file in files for pair in load_file(file).items()]
-
-
-def _load_weights_on_worker(worker, weights: str | list[tuple[str, Any]]) -> None:
-    """Runs inside every vLLM worker process (`collective_rpc` passes the worker first); a folder
-    path is read there, so large checkpoints do not cross processes."""
-    if isinstance(weights, str):
-        weights = read_hf_weights(weights)
-    worker.model_runner.model.load_weights(weights=weights)
+    path = os.path.join(folder, "model.safetensors")
+    save_file({name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}, path)
+    return path
 
 
 # --- the backend ------------------------------------------------------------------------------
@@ -162,9 +150,6 @@ class VLLMBackend(Backend):
         **engine_kwargs: Any,
     ):
         vllm = _import_vllm()
-        # set_weights sends `_load_weights_on_worker` to the engine's processes; vLLM unpickles
-        # functions only with this set, and reads it when those processes start.
-        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         kwargs = {"logprobs_mode": "processed_logprobs", **engine_kwargs}
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
@@ -201,11 +186,24 @@ class VLLMBackend(Backend):
         return results  # type: ignore[return-value]
 
     def set_weights(self, weights: dict[str, Any] | str) -> None:
-        payload = weights if isinstance(weights, str) else weight_pairs(weights)
+        """New weights from a folder of safetensors files or from tensors in memory (written to a
+        temporary folder first). The engine reloads them in place and redoes its platform's
+        weight processing: loading tensors straight into the model misses that processing (on
+        CPU the weights are already repacked)."""
         self._wake("weights")  # weights only: the KV cache is allocated after the push (lower peak)
-        self.llm.collective_rpc(_load_weights_on_worker, args=(payload,))
+        if isinstance(weights, str):
+            self._reload(weights)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mas-vllm-weights-") as folder:
+                save_weights(weights, folder)
+                self._reload(folder)
         self._wake("kv_cache")
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+
+    def _reload(self, folder: str) -> None:
+        if not glob.glob(os.path.join(folder, "*.safetensors")):
+            raise FileNotFoundError(f"no *.safetensors files in {folder}")
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": folder})
 
     def offload(self) -> None:
         if self.sleep_mode and not self._asleep:
