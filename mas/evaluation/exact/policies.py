@@ -111,7 +111,7 @@ class PerfectPolicy(Policy):
 
     def resolve(self, tree: GameTree) -> None:
         values: list[tuple[float, ...]] = [()] * len(tree)
-        for node in tree.bottom_up():
+        for node in tree.bottom_up:
             kind, kids = tree.kind[node], tree.children[node]
             if kind == DECISION:
                 seat = tree.seat[node]

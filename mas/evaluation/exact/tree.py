@@ -3,7 +3,7 @@ probabilities, every decision point shown to the policies that will be asked abo
 
 Where the env names positions (`EnvState.position_key`: prompts that show the position alone),
 histories reaching one position share one node, and the tree is a graph of positions: tic-tac-toe
-with such prompts has 5,478 of them instead of 549,946 histories. `bottom_up()` gives the nodes
+with such prompts has 5,478 of them instead of 549,946 histories. `bottom_up` lists the nodes
 children first, for one pass that evaluates the tree. The tree keeps no env states: at each
 decision point every policy records what its distribution depends on (a prompt, an information
 state) and answers later, all at once."""
@@ -31,15 +31,11 @@ class GameTree:
     info: list[str] = field(default_factory=list)  # decision: the seat's information state (pyspiel)
     action_ids: list[list[int]] = field(default_factory=list)  # decision: native ids of `actions`
     handles: dict[str, list] = field(default_factory=dict)  # per observer, its handle at each node
-    finished: list[int] = field(default_factory=list)  # nodes in the order their walk ended
+    bottom_up: list[int] = field(default_factory=list)  # every node after all of its children (the root last)
     seconds: float = 0.0
 
     def __len__(self) -> int:
         return len(self.kind)
-
-    def bottom_up(self) -> list[int]:
-        """Every node after all of its children (the root last)."""
-        return self.finished
 
     def decisions(self) -> list[int]:
         return [i for i, k in enumerate(self.kind) if k == DECISION]
@@ -87,7 +83,7 @@ def build_tree(env, observers: list, *, max_nodes: int = MAX_NODES, progress: bo
         node = expand(state, previous)
         if key is not None:
             positions[key] = node
-        tree.finished.append(node)
+        tree.bottom_up.append(node)  # its walk has ended: its children are in already
         return node
 
     def expand(state, previous: dict[int, tuple[int, int]]) -> int:

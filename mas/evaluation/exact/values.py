@@ -19,7 +19,7 @@ def expected_outcomes(tree: GameTree, players: list[Policy], *, optimal: dict[in
     n = tree.num_seats
     width = 4 * n + 2  # win, draw, loss, payoff per seat; optimal mass sum and decision count
     values: list[list[float]] = [None] * len(tree)  # type: ignore[list-item]
-    for node in tree.bottom_up():
+    for node in tree.bottom_up:
         kind, kids = tree.kind[node], tree.children[node]
         if kind == DECISION:
             seat = tree.seat[node]
